@@ -1,0 +1,1 @@
+"""The asye-training web application and its booking domain."""

@@ -1,0 +1,85 @@
+"""Flask commands: thin wrappers over the services."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import select
+from tqdm import tqdm
+
+from . import accounts, bookings, demo, enrolment
+from .errors import BookingError, ImportRejected
+from .extensions import db
+from .models import Employer, Programme, Role
+
+bookings_cli = AppGroup("bookings", help="Waiting lists and bookings.")
+import_cli = AppGroup("import", help="Import records from files.")
+users_cli = AppGroup("users", help="Accounts.")
+
+
+@click.command("seed-demo")
+@click.option("--force", is_flag=True, help="Add the demo even if a programme exists.")
+def seed_demo_command(force: bool) -> None:
+    """Load the demo programme, employers and people (skipped if data exists)."""
+    if not force and db.session.scalar(select(Programme.id).limit(1)) is not None:
+        click.echo("Data already present; demo not loaded.")
+        return
+    summary = demo.seed()
+    click.echo(summary)
+
+
+@bookings_cli.command("expire-offers")
+def expire_offers_command() -> None:
+    """Pass expired waiting-list offers to the next person waiting."""
+    click.echo(f"{bookings.expire_offers()} offer(s) expired.")
+
+
+@import_cli.command("nqsws")
+@click.argument("employer_id", type=int)
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--programme", "programme_slug", required=True, help="Programme short name.")
+def import_nqsws_command(employer_id: int, csv_file: Path, programme_slug: str) -> None:
+    """Enrol NQSWs from a CSV file: all rows or none."""
+    employer = db.session.get(Employer, employer_id)
+    programme = db.session.scalar(select(Programme).where(Programme.slug == programme_slug))
+    if employer is None or programme is None:
+        click.echo("No such employer or programme.", err=True)
+        sys.exit(1)
+
+    def bar(rows):  # type: ignore[no-untyped-def]
+        return tqdm(rows, desc="Checking rows", unit="row", file=sys.stderr)
+
+    try:
+        added = enrolment.import_csv(employer, programme, csv_file.read_bytes(), progress=bar)
+    except ImportRejected as error:
+        for line, reason in error.problems:
+            click.echo(f"{csv_file}:{line}: {reason}", err=True)
+        click.echo(f"Nothing imported: {len(error.problems)} bad row(s).", err=True)
+        sys.exit(1)
+    click.echo(f"Enrolled {len(added)} NQSW(s).")
+
+
+@users_cli.command("add-coordinator")
+@click.argument("email")
+@click.argument("name")
+def add_coordinator_command(email: str, name: str) -> None:
+    """Create a coordinator account (they sign in by emailed link)."""
+    try:
+        accounts.create_user(email, name, Role.COORDINATOR)
+    except BookingError as error:
+        click.echo(error.message, err=True)
+        sys.exit(1)
+    db.session.commit()
+    click.echo(f"Coordinator {email} created.")
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the commands to ``flask``."""
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(bookings_cli)
+    app.cli.add_command(import_cli)
+    app.cli.add_command(users_cli)

@@ -1,0 +1,51 @@
+"""Thin blueprints: load, call one service, render or redirect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, abort
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+
+from ..errors import BookingError
+from ..models import Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def require_role(*roles: Role) -> Callable[[F], F]:
+    """Let only signed-in users with one of ``roles`` through; others get 403."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        @login_required
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+def attach_error(form: FlaskForm, error: BookingError) -> None:
+    """Show a service's refusal next to the field it names (or the form's first field)."""
+    name = (
+        error.field
+        if error.field in form._fields
+        else next(n for n in form._fields if n != "csrf_token")
+    )
+    field = form._fields[name]
+    field.errors = [*field.errors, error.message]
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach every blueprint to the app."""
+    from . import api, auth, catalogue, coordinator, employer, my
+
+    for module in (catalogue, auth, my, employer, coordinator, api):
+        app.register_blueprint(module.bp)
