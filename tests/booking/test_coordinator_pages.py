@@ -11,6 +11,7 @@ from booking.extensions import db
 from booking.models import OutboxMessage, Role
 
 from ..conftest import london, sign_in
+from .coordinator_support import fresh_login  # noqa: F401
 
 
 @pytest.fixture
@@ -109,8 +110,8 @@ def test_dashboard_shows_programmes_counts_and_outbox(client, coordinator, world
     assert "Test ASYE Programme" in page and "Next Year Programme" in page
     assert "Not published" in page and "Published" in page
     # One NQSW booked the only place; the other waits: 2 NQSWs, 1 booking, 1 full session.
-    assert "NQSWs enrolled</dt><dd class=\"nhsuk-summary-list__value\">2" in page
-    assert "Full upcoming sessions</dt><dd class=\"nhsuk-summary-list__value\">1" in page
+    assert 'NQSWs enrolled</dt><dd class="nhsuk-summary-list__value">2' in page
+    assert 'Full upcoming sessions</dt><dd class="nhsuk-summary-list__value">1' in page
     assert "2 messages waiting to be sent, 0 failed" in page
 
 
