@@ -58,7 +58,7 @@ def test_booking_takes_a_place_and_queues_confirmation(make_session, make_nqsw):
 def test_full_session_is_refused(make_session, make_nqsw):
     session = make_session(capacity=1)
     book_place(make_nqsw(), session)
-    with pytest.raises(SessionFull, match="is full. You can join the waiting list"):
+    with pytest.raises(SessionFull, match=r"is full\. You can join the waiting list"):
         book_place(make_nqsw(), session)
     assert session.taken == 1
 
