@@ -104,9 +104,10 @@ def _claim(limit: int, now: datetime) -> list[int]:
 
 
 def _as_mail(message: OutboxMessage) -> Message:
+    recipients: list[str | tuple[str, str]] = [*message.recipient_list]
     mail_message = Message(
         subject=message.subject,
-        recipients=message.recipient_list,
+        recipients=recipients,
         body=message.text_body,
         html=message.html_body or None,
     )
