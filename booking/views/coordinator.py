@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -9,6 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
 from .. import accounts, bookings, catalogue, enrolment, notifications, oversight
@@ -52,10 +54,31 @@ def _coordinators_only() -> None:
     """Let only coordinators reach any page of this blueprint."""
 
 
+LINK = re.compile(r"https?://[^\s<>\"']+")
+TRAILING = ".,;:!?)]"
+
+
+def linkify(text: str) -> Markup:
+    """Escape plain text and turn its web addresses into links."""
+    parts: list[str] = []
+    position = 0
+    for match in LINK.finditer(text):
+        # A sentence's closing punctuation is not part of the address it ends with.
+        url = match.group().rstrip(TRAILING)
+        end = match.start() + len(url)
+        parts += [
+            escape(text[position : match.start()]),
+            f'<a href="{escape(url)}">{escape(url)}</a>',
+        ]
+        position = end
+    parts.append(escape(text[position:]))
+    return Markup("".join(str(p) for p in parts))
+
+
 @bp.context_processor
-def _time_zone() -> dict[str, Any]:
+def _page_helpers() -> dict[str, Any]:
     # Times are stored in UTC; every coordinator page shows them in UK time.
-    return {"LONDON": LONDON}
+    return {"LONDON": LONDON, "linkify": linkify}
 
 
 def _status(form: FlaskForm) -> int:

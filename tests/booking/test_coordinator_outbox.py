@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from booking.extensions import db
 from booking.models import MessageStatus, OutboxMessage, Role, User
+from booking.views.coordinator import linkify
 
 from ..conftest import sign_in
 from .coordinator_support import field_error, fresh_login  # noqa: F401
@@ -127,3 +128,10 @@ def test_a_pending_message_is_not_resent(client, coordinator):
     client.post(f"/coordinator/outbox/{message.id}/resend")
     db.session.refresh(message)
     assert message.attempts == 2
+
+
+def test_linkify_leaves_sentence_punctuation_out_of_links():
+    html = str(linkify("Ask at http://asye.test/sign-in): or <b> http://asye.test/sign-in/t0k3n."))
+    assert '<a href="http://asye.test/sign-in">http://asye.test/sign-in</a>):' in html
+    assert '<a href="http://asye.test/sign-in/t0k3n">http://asye.test/sign-in/t0k3n</a>.' in html
+    assert "&lt;b&gt;" in html
