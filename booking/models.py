@@ -564,9 +564,9 @@ class AttendanceChange(db.Model):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[MarkSource] = mapped_column(_enum(MarkSource, "mark_source"))
     old_mark: Mapped[AttendanceMark | None] = mapped_column(
-        _enum(AttendanceMark, "attendance_mark"), default=None
+        _enum(AttendanceMark, "old_mark"), default=None
     )
-    new_mark: Mapped[AttendanceMark] = mapped_column(_enum(AttendanceMark, "attendance_mark"))
+    new_mark: Mapped[AttendanceMark] = mapped_column(_enum(AttendanceMark, "new_mark"))
     old_minutes: Mapped[int | None] = mapped_column(default=None)
     new_minutes: Mapped[int | None] = mapped_column(default=None)
 
