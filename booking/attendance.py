@@ -917,15 +917,15 @@ def parse_teams_report(data: bytes) -> list[TeamsAttendee]:
         if email and "@" not in email:
             problems.append((number, f"'{email}' is not an email address"))
             continue
-        seconds = parse_duration(cell(cells, duration_i))
+        raw_duration = cell(cells, duration_i)
+        seconds = parse_duration(raw_duration)
+        if raw_duration and seconds is None:
+            problems.append((number, f"cannot read the duration '{raw_duration}'"))
+            continue
         if seconds is None:
             joined, left = _parse_time(cell(cells, join_i)), _parse_time(cell(cells, leave_i))
             if joined is None or left is None or left < joined:
-                problems.append(
-                    (number, f"cannot read the duration '{cell(cells, duration_i)}'")
-                    if duration_i is not None
-                    else (number, "cannot read the join and leave times")
-                )
+                problems.append((number, "no duration, and cannot read the join and leave times"))
                 continue
             seconds = int((left - joined).total_seconds())
         key = email or f"name:{name.lower()}"
@@ -1097,7 +1097,7 @@ def send_status_alerts(*, now: datetime | None = None) -> int:
             message = queue_message(
                 ALERT_KIND,
                 [nqsw.email, nqsw.assessor_email, nqsw.line_manager_email],
-                f"ASYE attendance: {nqsw.name} is {item.status.label.lower()}",
+                f"ASYE attendance for {nqsw.name}: {item.status.label.lower()}",
                 template=ALERT_KIND,
                 dedupe_key=f"attendance-status:{nqsw.id}:{alert.changes}",
                 nqsw=nqsw,

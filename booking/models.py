@@ -593,8 +593,6 @@ class AttendanceAlert(db.Model):
     """The last attendance status each NQSW was told about, so alerts go once per change."""
 
     nqsw_id: Mapped[int] = mapped_column(ForeignKey("nqsw.id"), primary_key=True)
-    status: Mapped[AttendanceStatus] = mapped_column(
-        _enum(AttendanceStatus, "attendance_status")
-    )
+    status: Mapped[AttendanceStatus] = mapped_column(_enum(AttendanceStatus, "attendance_status"))
     changes: Mapped[int] = mapped_column(default=0)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

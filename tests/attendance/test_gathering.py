@@ -56,9 +56,7 @@ def test_marks_bookings_and_core_courses_make_the_record(
     _mark(nqsw, past[1], AttendanceMark.LEFT_EARLY, minutes=60)  # under 80% of 420
     # past[2] has no mark yet: the register was not taken
 
-    result = attendance.nqsw_attendance(
-        nqsw, now=london(_day(programme, 100), time(12))
-    )
+    result = attendance.nqsw_attendance(nqsw, now=london(_day(programme, 100), time(12)))
 
     outcomes = [line.outcome for line in result.lines]
     assert outcomes == [
@@ -90,9 +88,7 @@ def test_transfers_count_once_at_the_new_date(
 
     result = attendance.nqsw_attendance(nqsw, now=london(_day(programme, 50), time(12)))
 
-    assert [(line.session, line.outcome) for line in result.lines] == [
-        (second, Outcome.ATTENDED)
-    ]
+    assert [(line.session, line.outcome) for line in result.lines] == [(second, Outcome.ATTENDED)]
     assert result.summary.rate == 100
 
 
@@ -215,6 +211,8 @@ def test_programme_report_filters_and_sorts(
         programme, status=AttendanceStatus.CANNOT_REACH, now=now
     )
     assert [i.nqsw for i in only_bad] == [bad]
-    assert attendance.programme_attendance(programme, employer=good.employer, now=now)[0].nqsw == good
+    assert (
+        attendance.programme_attendance(programme, employer=good.employer, now=now)[0].nqsw == good
+    )
     bars = attendance.chart_by_session(items)
     assert [(b.attended, b.expected, b.percent) for b in bars] == [(1, 2, 50)]

@@ -156,9 +156,10 @@ def test_a_stale_update_is_refused_and_changes_nothing(
             now=now,
         )
     assert _record(session, nqsw).mark is AttendanceMark.ABSENT
-    assert db.session.scalar(
-        select(AttendanceRecord).where(AttendanceRecord.nqsw_id == second.id)
-    ) is None
+    assert (
+        db.session.scalar(select(AttendanceRecord).where(AttendanceRecord.nqsw_id == second.id))
+        is None
+    )
 
 
 @pytest.mark.parametrize("existing", [True, False], ids=["update", "first-mark"])
@@ -204,7 +205,9 @@ def test_two_coordinators_racing_cannot_both_win(
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=take, args=(u, m)) for u, m in zip(users, marks, strict=True)]
+    threads = [
+        threading.Thread(target=take, args=(u, m)) for u, m in zip(users, marks, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
