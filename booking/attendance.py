@@ -959,14 +959,23 @@ def _teams_mark(session: Session, minutes: int) -> tuple[AttendanceMark, int]:
 
 
 def _apply_teams_mark(
-    session: Session, nqsw: NQSW, minutes: int, result: ImportResult, by: User | None, now: datetime
+    session: Session,
+    nqsw: NQSW,
+    minutes: int,
+    result: ImportResult,
+    by: User | None,
+    now: datetime,
+    *,
+    add: bool = False,
 ) -> None:
-    mark, minutes = _teams_mark(session, minutes)
     record = db.session.scalar(
         select(AttendanceRecord).where(
             AttendanceRecord.session_id == session.id, AttendanceRecord.nqsw_id == nqsw.id
         )
     )
+    if add and record is not None and record.source is MarkSource.TEAMS:
+        minutes += record.minutes_attended or 0  # the same person under a second account
+    mark, minutes = _teams_mark(session, minutes)
     if record is not None and record.source is MarkSource.MANUAL:
         if (record.mark, record.minutes_attended) != (mark, minutes):
             result.kept_manual.append((nqsw, record.mark, minutes))
@@ -1053,7 +1062,7 @@ def unmatched_attendees(session: Session) -> list[UnmatchedAttendee]:
 def resolve_unmatched(
     entry: UnmatchedAttendee, nqsw: NQSW | None, *, by: User, now: datetime | None = None
 ) -> ImportResult:
-    """Match a Teams attendee to an NQSW (marking them), or dismiss them when ``nqsw`` is None."""
+    """Match a Teams attendee to an NQSW, adding their time, or dismiss them if ``nqsw`` is None."""
     now = now or utcnow()
     if entry.resolved_at is not None:
         raise AttendanceError("This person has already been dealt with.")
@@ -1061,7 +1070,7 @@ def resolve_unmatched(
     if nqsw is not None:
         if nqsw.programme_id != entry.session.course.programme_id:
             raise InvalidInput("Choose an NQSW on this programme.")
-        _apply_teams_mark(entry.session, nqsw, entry.minutes, result, by, now)
+        _apply_teams_mark(entry.session, nqsw, entry.minutes, result, by, now, add=True)
     entry.resolved_at = now
     entry.resolved_nqsw_id = nqsw.id if nqsw else None
     db.session.commit()
