@@ -1120,7 +1120,7 @@ def send_status_alerts(*, now: datetime | None = None) -> int:
     return queued
 
 
-def alert_messages(programme: Programme) -> list[tuple[OutboxMessage, NQSW | None]]:
+def alert_messages(programme: Programme) -> list[tuple[OutboxMessage, NQSW]]:
     """Return the attendance alerts queued for the programme's NQSWs, newest first."""
     nqsws = {
         n.id: n for n in db.session.scalars(select(NQSW).where(NQSW.programme_id == programme.id))
