@@ -250,10 +250,16 @@ def _lines_for(
         return SessionLine(record.session.course, record.session, outcome, record, note)
 
     bookings = sorted(nqsw.bookings, key=lambda b: (b.session.starts_at, b.id))
+    live = {b.session_id for b in bookings if b.status is BookingStatus.BOOKED}
     for booking in bookings:
         session = booking.session
-        if session.course.programme_id != programme.id or booking.status is BookingStatus.MOVED:
-            continue  # a transfer counts once, at the new date
+        if (
+            session.course.programme_id != programme.id
+            or booking.status is BookingStatus.MOVED  # a transfer counts once, at the new date
+            or session.id in used
+            or (booking.status is BookingStatus.CANCELLED and session.id in live)  # rebooked
+        ):
+            continue
         if session.status is SessionStatus.CANCELLED:
             used.add(session.id)
             lines.append(
@@ -261,9 +267,10 @@ def _lines_for(
             )
             continue
         record = records.get(session.id)
-        if record is not None and session.id not in used:
+        if record is not None:
             lines.append(from_record(record))
             continue
+        used.add(session.id)
         if booking.status is BookingStatus.CANCELLED:
             if booking.late_cancellation and settings.late_cancellation_counts_as_missed:
                 covered.add(session.course_id)
@@ -271,7 +278,7 @@ def _lines_for(
                 lines.append(
                     SessionLine(session.course, session, outcome, None, "Late cancellation")
                 )
-            elif session.id not in used:
+            else:
                 lines.append(
                     SessionLine(
                         session.course, session, Outcome.NOT_COUNTED, None, "Cancelled in time"
@@ -952,10 +959,11 @@ class ImportResult:
 def _teams_mark(session: Session, minutes: int) -> tuple[AttendanceMark, int]:
     minutes = min(minutes, session_minutes(session))
     share = session.course.programme.attendance_min_share_percent
-    mark = (
-        AttendanceMark.PRESENT if _share_met(minutes, session, share) else AttendanceMark.LEFT_EARLY
-    )
-    return mark, minutes
+    if minutes == 0:
+        return AttendanceMark.ABSENT, 0
+    if _share_met(minutes, session, share):
+        return AttendanceMark.PRESENT, minutes
+    return AttendanceMark.LEFT_EARLY, minutes
 
 
 def _apply_teams_mark(
@@ -989,7 +997,7 @@ def _apply_teams_mark(
             f"Someone else changed the mark for {nqsw.name} during the import. "
             "Nothing was imported: try again."
         )
-    if mark is AttendanceMark.LEFT_EARLY and minutes == 0:
+    if mark is AttendanceMark.ABSENT:
         result.absent.append(nqsw)
     else:
         result.marked.append((nqsw, mark, minutes))

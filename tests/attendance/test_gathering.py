@@ -216,3 +216,20 @@ def test_programme_report_filters_and_sorts(
     )
     bars = attendance.chart_by_session(items)
     assert [(b.attended, b.expected, b.percent) for b in bars] == [(1, 2, 50)]
+
+
+def test_cancelling_and_rebooking_the_same_session_counts_it_once(
+    programme: Programme,
+    make_course: Callable[..., Course],
+    make_session: Callable[..., Session],
+    make_nqsw: Callable[..., NQSW],
+    make_booking: Callable[..., Booking],
+) -> None:
+    nqsw = make_nqsw()
+    session = make_session(make_course(), day=_day(programme, 90))
+    make_booking(nqsw, session, status=BookingStatus.CANCELLED, late_cancellation=True)
+    make_booking(nqsw, session)
+
+    result = attendance.nqsw_attendance(nqsw, now=london(_day(programme, 60), time(12)))
+
+    assert [(line.session, line.outcome) for line in result.lines] == [(session, Outcome.UPCOMING)]

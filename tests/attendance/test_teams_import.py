@@ -100,7 +100,7 @@ def test_import_fills_the_register_and_lists_strangers(
         "Amira Khan": (AttendanceMark.PRESENT, 410, teams),
         "Ben O'Neill": (AttendanceMark.PRESENT, 340, teams),  # 81% of the session
         "Cara Dunn": (AttendanceMark.LEFT_EARLY, 180, teams),  # 43%: partial
-        "Dev Patel": (AttendanceMark.LEFT_EARLY, 0, teams),  # booked, not in the report
+        "Dev Patel": (AttendanceMark.ABSENT, 0, teams),  # booked, not in the report
     }
     assert [n.name for n in result.absent] == ["Dev Patel"]
     assert sorted(u.name for u in attendance.unmatched_attendees(session)) == [
@@ -144,7 +144,7 @@ def test_a_second_import_replaces_imported_marks_and_strangers(
     attendance.import_teams_report(session, UTF8, by=coordinator, now=session.ends_at)
     marks = _marks(session)
     assert marks["Ben O'Neill"][:2] == (AttendanceMark.PRESENT, 360)
-    assert marks["Cara Dunn"][:2] == (AttendanceMark.LEFT_EARLY, 0)
+    assert marks["Cara Dunn"][:2] == (AttendanceMark.ABSENT, 0)
     assert [u.name for u in attendance.unmatched_attendees(session)] == ["Someone Else"]
 
 
