@@ -179,3 +179,22 @@ def test_strangers_can_be_matched_or_dismissed(
     assert _marks(session)["Jo Green"][:2] == (AttendanceMark.LEFT_EARLY, 60)
     assert attendance.unmatched_attendees(session) == []
     assert db.session.scalar(select(func.count(UnmatchedAttendee.id))) == 2
+
+
+def test_the_2021_meeting_summary_shape_without_a_byte_order_mark() -> None:
+    text = "\r\n".join(
+        [
+            "Meeting Summary",
+            "Total Number of Participants\t2",
+            "Meeting Title\tASYE session",
+            "",
+            "Full Name\tJoin Time\tLeave Time\tDuration\tEmail\tRole\tParticipant ID (UPN)",
+            "Amira Khan\t3/2/2026, 9:30:00 AM\t3/2/2026, 12:00:00 PM\t2h 30m\t\tAttendee\t"
+            "amira.khan@council.example",
+            "Amira Khan\t3/2/2026, 1:00:00 PM\t3/2/2026, 4:30:00 PM\t3h 30m\t\tAttendee\t"
+            "amira.khan@council.example",
+            "Ben O'Neill\t3/2/2026, 9:30:00 AM\t3/2/2026, 10:00:00 AM\t\tben@x.example\tAttendee\t",
+        ]
+    )
+    people = {p.email: p.minutes for p in attendance.parse_teams_report(text.encode("utf-16-le"))}
+    assert people == {"amira.khan@council.example": 360, "ben@x.example": 30}
