@@ -596,6 +596,39 @@ class MarkChange:
     version: int | None
 
 
+def programme_sessions(programme: Programme) -> list[Session]:
+    """Return the programme's sessions in date order, for the list of registers."""
+    return list(
+        db.session.scalars(
+            select(Session)
+            .join(Course)
+            .where(Course.programme_id == programme.id)
+            .order_by(Session.starts_at)
+        )
+    )
+
+
+def programme_employers(programme: Programme) -> list[Employer]:
+    """Return the employers with NQSWs on the programme, by name."""
+    return list(
+        db.session.scalars(
+            select(Employer)
+            .where(
+                Employer.id.in_(select(NQSW.employer_id).where(NQSW.programme_id == programme.id))
+            )
+            .order_by(Employer.name)
+        )
+    )
+
+
+def programme_nqsws(programme_id: int) -> list[NQSW]:
+    """Return the programme's NQSWs by name, to match Teams attendees against."""
+    nqsws = db.session.scalars(
+        select(NQSW).where(NQSW.programme_id == programme_id).options(selectinload(NQSW.user))
+    ).all()
+    return sorted(nqsws, key=lambda n: (n.name.lower(), n.id))
+
+
 def register_opens_at(session: Session) -> datetime:
     """Return when the session's register can first be taken."""
     return session.starts_at - REGISTER_OPENS_BEFORE
@@ -1095,9 +1128,12 @@ def send_status_alerts(*, now: datetime | None = None) -> int:
     improvements are stored silently. Return the number of alerts queued.
     """
     now = now or utcnow()
+    today = now.astimezone(LONDON).date()
     queued = 0
     for programme in db.session.scalars(select(Programme)).all():
         for item in programme_attendance(programme, now=now):
+            if item.nqsw.asye_end < today:
+                continue  # their ASYE year is over: nothing left to act on
             alert = db.session.get(AttendanceAlert, item.nqsw.id)
             previous = alert.status if alert else AttendanceStatus.ON_TRACK
             if item.status is previous:

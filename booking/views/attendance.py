@@ -9,7 +9,6 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
-from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, SelectField
 from wtforms.validators import InputRequired, NumberRange
 
@@ -106,11 +105,8 @@ def _filters(programme: Programme) -> tuple[FilterForm, Filters]:
     form = FilterForm(request.args)
     form.programme.choices = [(p.id, p.name) for p in catalogue.all_programmes()]
     form.programme.data = programme.id
-    employers = db.session.scalars(
-        select(Employer).join(NQSW).where(NQSW.programme_id == programme.id).distinct()
-    ).all()
     form.employer.choices = [(0, "All employers")] + [
-        (e.id, e.name) for e in sorted(employers, key=lambda e: e.name)
+        (e.id, e.name) for e in service.programme_employers(programme)
     ]
     form.status.choices = [("", "Any status")] + [(s.value, s.label) for s in AttendanceStatus]
     form.course.choices = [(0, "All courses")] + [(c.id, c.title) for c in programme.courses]
@@ -200,12 +196,6 @@ def overview() -> ResponseReturnValue:
         sort=sort,
         descending=descending,
     )
-    sessions = db.session.scalars(
-        select(Session)
-        .join(Course)
-        .where(Course.programme_id == programme.id)
-        .order_by(Session.starts_at)
-    ).all()
     return render_template(
         "attendance/overview.html",
         programme=programme,
@@ -213,7 +203,7 @@ def overview() -> ResponseReturnValue:
         items=items,
         by_session=service.chart_by_session(items, filters.course),
         by_employer=service.chart_by_employer(items),
-        sessions=sessions,
+        sessions=service.programme_sessions(programme),
         sort=sort,
         descending=descending,
         sorts=SORTS,
@@ -259,6 +249,15 @@ def _csv(body: str, filename: str) -> Response:
     )
 
 
+def _resolve_form(entry: UnmatchedAttendee) -> ResolveForm:
+    form = ResolveForm(prefix=f"u{entry.id}")
+    form.nqsw_id.choices = [(0, "Not an NQSW: dismiss")] + [
+        (n.id, f"{n.name} ({n.email})")
+        for n in service.programme_nqsws(entry.session.course.programme_id)
+    ]
+    return form
+
+
 def _register_page(
     session: Session,
     *,
@@ -269,17 +268,7 @@ def _register_page(
     status: int = 200,
 ) -> ResponseReturnValue:
     unmatched = service.unmatched_attendees(session)
-    resolve_forms = {}
-    choices = [(0, "Not an NQSW: dismiss")] + [
-        (n.id, f"{n.name} ({n.email})")
-        for n in db.session.scalars(
-            select(NQSW).where(NQSW.programme_id == session.course.programme_id)
-        )
-    ]
-    for entry in unmatched:
-        form = ResolveForm(prefix=f"u{entry.id}")
-        form.nqsw_id.choices = choices
-        resolve_forms[entry.id] = form
+    resolve_forms = {e.id: _resolve_form(e) for e in unmatched}
     opens = service.register_opens_at(session)
     return render_template(
         "attendance/register.html",
@@ -371,13 +360,7 @@ def import_report(session_id: int) -> ResponseReturnValue:
 @require_role(Role.COORDINATOR)
 def resolve(entry_id: int) -> ResponseReturnValue:
     entry = db.get_or_404(UnmatchedAttendee, entry_id)
-    form = ResolveForm(prefix=f"u{entry.id}")
-    form.nqsw_id.choices = [(0, "dismiss")] + [
-        (n.id, n.name)
-        for n in db.session.scalars(
-            select(NQSW).where(NQSW.programme_id == entry.session.course.programme_id)
-        )
-    ]
+    form = _resolve_form(entry)
     if form.validate_on_submit():
         chosen = db.session.get(NQSW, form.nqsw_id.data) if form.nqsw_id.data else None
         result = service.resolve_unmatched(entry, chosen, by=current_user)

@@ -119,3 +119,18 @@ def test_sent_alerts_can_be_listed_and_resent(
     db.session.commit()
     attendance.resend_alert(message)
     assert (message.status, message.attempts) == (MessageStatus.PENDING, 0)
+
+
+def test_nobody_is_alerted_after_their_asye_year(
+    programme: Programme,
+    past_session: Callable[[], Session],
+    make_nqsw: Callable[..., NQSW],
+    make_booking: Callable[..., Booking],
+) -> None:
+    nqsw = make_nqsw(asye_start=date.today() - timedelta(days=400))
+    session = past_session()
+    make_booking(nqsw, session)
+    db.session.add(AttendanceRecord(session=session, nqsw=nqsw, mark=AttendanceMark.ABSENT))
+    db.session.commit()
+    assert attendance.send_status_alerts() == 0
+    assert _alerts() == []
