@@ -999,6 +999,14 @@ def _teams_mark(session: Session, minutes: int) -> tuple[AttendanceMark, int]:
     return AttendanceMark.LEFT_EARLY, minutes
 
 
+_NOT_THERE = {AttendanceMark.ABSENT, AttendanceMark.ABSENT_APOLOGY}
+
+
+def _agrees(manual: AttendanceMark, teams: AttendanceMark) -> bool:
+    """Return True when a manual mark says what Teams says (an apology is still absence)."""
+    return manual is teams or (manual in _NOT_THERE and teams in _NOT_THERE)
+
+
 def _apply_teams_mark(
     session: Session,
     nqsw: NQSW,
@@ -1018,7 +1026,7 @@ def _apply_teams_mark(
         minutes += record.minutes_attended or 0  # the same person under a second account
     mark, minutes = _teams_mark(session, minutes)
     if record is not None and record.source is MarkSource.MANUAL:
-        if (record.mark, record.minutes_attended) != (mark, minutes):
+        if not _agrees(record.mark, mark):
             result.kept_manual.append((nqsw, record.mark, minutes))
         return
     seen = record.version if record else None

@@ -76,7 +76,7 @@ def test_coordinator_takes_a_register_and_imports_teams(
 
     page.goto(f"{base}/attendance/sessions/{past_session}")
     assert_accessible(page)
-    page.get_by_label("Mark for Chloe Nguyen").select_option("absent_apology")
+    page.get_by_label("Mark for Chloe Nguyen").select_option("present")
     page.get_by_role("button", name="Save the register").click()
     assert (
         "Register saved: 1 mark changed." in page.locator(".nhsuk-notification-banner").inner_text()

@@ -125,12 +125,21 @@ def test_manual_marks_are_kept_and_reported(
     session, people = register
     attendance.record_marks(
         session,
-        [MarkChange(people["cara"].id, AttendanceMark.ABSENT_APOLOGY, None, None)],
+        [
+            MarkChange(people["cara"].id, AttendanceMark.ABSENT_APOLOGY, None, None),
+            MarkChange(people["dev"].id, AttendanceMark.ABSENT_APOLOGY, None, None),
+            MarkChange(people["amira"].id, AttendanceMark.PRESENT, None, None),
+        ],
         by=coordinator,
         now=session.starts_at,
     )
     result = attendance.import_teams_report(session, UTF16, by=coordinator, now=session.ends_at)
-    assert _marks(session)["Cara Dunn"] == (AttendanceMark.ABSENT_APOLOGY, None, MarkSource.MANUAL)
+    manual = MarkSource.MANUAL
+    marks = _marks(session)
+    assert marks["Cara Dunn"] == (AttendanceMark.ABSENT_APOLOGY, None, manual)
+    assert marks["Dev Patel"] == (AttendanceMark.ABSENT_APOLOGY, None, manual)
+    assert marks["Amira Khan"] == (AttendanceMark.PRESENT, None, manual)
+    # Only the mark Teams contradicts is reported; Dev's apology and Amira's presence agree.
     assert [(n.name, mark, minutes) for n, mark, minutes in result.kept_manual] == [
         ("Cara Dunn", AttendanceMark.ABSENT_APOLOGY, 180)
     ]
