@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, request, url_for
@@ -31,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _in_london(moment: datetime) -> datetime:
+    return moment.astimezone(LONDON)
+
+
 def init_app(app: Flask) -> None:
     """Attach invoicing's settings, pages, webhook, commands and navigation to the app."""
     for key, value in DEFAULTS.items():
@@ -42,6 +47,7 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(bp)
     app.add_template_filter(format_pence, "pence")
+    app.add_template_filter(_in_london, "london")
     app.cli.add_command(invoicing_cli)
 
     @app.context_processor
@@ -58,4 +64,4 @@ def init_app(app: Flask) -> None:
             current = request.blueprint == "invoicing"
             return [{"href": url_for(endpoint), "text": "Invoices", "current": current}]
 
-        return {"nav_extra": nav_extra, "london": LONDON}
+        return {"nav_extra": nav_extra}

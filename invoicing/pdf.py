@@ -40,13 +40,27 @@ class _Document(FPDF):
         self, value: str, *, size: int = 10, bold: bool = False, height: int = 5
     ) -> None:
         self.set_font(self.family_name, "B" if bold else "", size)
-        self.multi_cell(0, height, self.text_safe(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.multi_cell(
+            0, height, self.text_safe(value), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
 
     def row(self, left: str, right: str, *, bold: bool = False) -> None:
         self.set_font(self.family_name, "B" if bold else "", 10)
-        self.cell(140, 7, self.text_safe(left), border="B")
+        left = self.text_safe(left)
+        # Long descriptions wrap in their column; the amount sits beside the first line.
+        lines = self.multi_cell(140, 7, left, align="L", dry_run=True, output="LINES")
+        height = 7 * max(len(lines), 1)
+        if self.will_page_break(height):
+            self.add_page()
+        self.multi_cell(140, 7, left, border="B", align="L", new_x=XPos.RIGHT, new_y=YPos.TOP)
         self.cell(
-            0, 7, self.text_safe(right), border="B", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+            0,
+            height,
+            self.text_safe(right),
+            border="B",
+            align="R",
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
         )
 
 
