@@ -47,7 +47,7 @@ class PaymentMethod(enum.Enum):
 
     @property
     def label(self) -> str:
-        return "Stripe" if self is PaymentMethod.STRIPE else "Bank transfer"
+        return "online payment (Stripe)" if self is PaymentMethod.STRIPE else "bank transfer"
 
 
 class InvoiceCounter(db.Model):
