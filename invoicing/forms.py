@@ -47,3 +47,10 @@ class CreditForm(FlaskForm):
         "Reason for the credit",
         validators=[DataRequired("Say why the invoice is credited"), Length(max=500)],
     )
+
+
+class PurchaseOrderForm(FlaskForm):
+    po_number = StringField(
+        "Purchase order number",
+        validators=[DataRequired("Enter the purchase order number"), Length(max=80)],
+    )

@@ -151,6 +151,19 @@ def void_invoice(*, key: str, stripe_invoice_id: str) -> None:
     _call("void the invoice", _client().v1.invoices.void_invoice, stripe_invoice_id, key=key)
 
 
+def delete_draft(*, stripe_invoice_id: str) -> None:
+    """Delete a draft Stripe invoice that never reached the customer (already gone is fine)."""
+    try:
+        _client().v1.invoices.delete(stripe_invoice_id)
+    except stripe.InvalidRequestError as error:
+        if error.code != "resource_missing":
+            raise GatewayError(
+                f"Stripe could not delete the draft: {error.user_message}"
+            ) from error
+    except stripe.StripeError as error:
+        raise GatewayError(f"Stripe could not delete the draft: {error.user_message}") from error
+
+
 def mark_paid_out_of_band(*, key: str, stripe_invoice_id: str) -> None:
     """Tell Stripe an invoice was paid outside it, so it stops asking for the money."""
     _call(

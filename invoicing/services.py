@@ -136,6 +136,33 @@ def _credit_key(prefix: str, today: date) -> str:
     return f"{prefix}-CN-{today.year}"
 
 
+def set_purchase_order(employer: Employer, po_number: str, *, by: User | None = None) -> None:
+    """Record the purchase order number future invoices to an employer will carry."""
+    value = po_number.strip()
+    if len(value) > 80:
+        raise InvalidInput(
+            "Enter a purchase order number of 80 characters or fewer.", field="po_number"
+        )
+    if not value and employer.po_required:
+        raise InvalidInput("Enter the purchase order number.", field="po_number")
+    employer.po_number = value
+    db.session.commit()
+    log.info("employer %s PO number set by user %s", employer.id, by.id if by else None)
+
+
+def employers_awaiting_po() -> Sequence[Employer]:
+    """Return Option 2 employers that cannot be invoiced until they give a PO number."""
+    return db.session.scalars(
+        select(Employer)
+        .where(
+            Employer.option == EmployerOption.TRAINING_ONLY,
+            Employer.po_required.is_(True),
+            Employer.po_number == "",
+        )
+        .order_by(Employer.name)
+    ).all()
+
+
 # Billing runs ----------------------------------------------------------------------
 
 
@@ -316,35 +343,43 @@ def push_to_stripe(invoice: Invoice) -> None:
     try:
         if invoice.status is InvoiceStatus.ISSUED:
             _push_issued(invoice)
-        elif invoice.stripe_finalized and invoice.status is InvoiceStatus.VOID:
+            _push_credit_notes(invoice)
+        elif not invoice.stripe_finalized:
+            # It never reached the customer: drop the draft; there is nothing to collect.
+            if invoice.stripe_invoice_id is not None:
+                gateway.delete_draft(stripe_invoice_id=invoice.stripe_invoice_id)
+            for note in invoice.credit_notes:
+                note.stripe_pending = False
+        elif invoice.status is InvoiceStatus.VOID:
             gateway.void_invoice(
                 key=f"asye-invoice-{invoice.id}-void", stripe_invoice_id=_sid(invoice)
             )
-        elif (
-            invoice.stripe_finalized
-            and invoice.status is InvoiceStatus.PAID
-            and any(p.method is PaymentMethod.BANK_TRANSFER for p in invoice.payments)
-        ):
-            gateway.mark_paid_out_of_band(
-                key=f"asye-invoice-{invoice.id}-paid", stripe_invoice_id=_sid(invoice)
-            )
-        for note in invoice.credit_notes:
-            if note.stripe_pending:
-                note.stripe_credit_note_id = gateway.create_credit_note(
-                    key=f"asye-credit-note-{note.id}",
-                    stripe_invoice_id=_sid(invoice),
-                    lines=[(line.description, line.amount_pence) for line in note.lines]
-                    + ([("VAT", note.vat_pence)] if note.vat_pence else []),
-                    memo=f"Credit note {note.number}: {note.reason}"[:500],
+        else:
+            _push_credit_notes(invoice)
+            if any(p.method is PaymentMethod.BANK_TRANSFER for p in invoice.payments):
+                gateway.mark_paid_out_of_band(
+                    key=f"asye-invoice-{invoice.id}-paid", stripe_invoice_id=_sid(invoice)
                 )
-                note.stripe_pending = False
-                db.session.commit()
     except gateway.GatewayError as error:
         _record_gateway_error(invoice, error)
         raise
     invoice.gateway_state = GatewayState.SYNCED
     invoice.gateway_error = ""
     db.session.commit()
+
+
+def _push_credit_notes(invoice: Invoice) -> None:
+    for note in invoice.credit_notes:
+        if note.stripe_pending:
+            note.stripe_credit_note_id = gateway.create_credit_note(
+                key=f"asye-credit-note-{note.id}",
+                stripe_invoice_id=_sid(invoice),
+                lines=[(line.description, line.amount_pence) for line in note.lines]
+                + ([("VAT", note.vat_pence)] if note.vat_pence else []),
+                memo=f"Credit note {note.number}: {note.reason}"[:500],
+            )
+            note.stripe_pending = False
+            db.session.commit()
 
 
 def _sid(invoice: Invoice) -> str:
@@ -491,10 +526,6 @@ def credit_invoice(
 def _credit(invoice: Invoice, line_ids: Sequence[int], reason: str, *, now: datetime) -> CreditNote:
     if invoice.status is InvoiceStatus.VOID:
         raise InvoiceClosed(f"Invoice {invoice.number} is void.")
-    if invoice.gateway_state is GatewayState.PENDING and invoice.stripe_invoice_id is None:
-        raise InvoiceError(
-            f"Invoice {invoice.number} is not on Stripe yet; retry sending it first."
-        )
     if not reason.strip():
         raise InvalidInput("Say why the invoice is credited.", field="reason")
     wanted = set(line_ids)
@@ -515,7 +546,11 @@ def _credit(invoice: Invoice, line_ids: Sequence[int], reason: str, *, now: date
         vat_for(subtotal, invoice.vat_rate_basis_points), invoice.total_pence - already - subtotal
     )
     vat = max(vat, 0)
-    was_open_on_stripe = invoice.stripe_finalized and invoice.status is InvoiceStatus.ISSUED
+    # Stripe collects an unpaid invoice, so it must learn of the credit; a paid one is refunded
+    # outside Stripe.
+    collected_by_stripe = (
+        invoice.gateway_state is not GatewayState.LOCAL and invoice.status is InvoiceStatus.ISSUED
+    )
     note = CreditNote(
         number=_take_number(_credit_key(invoice.programme.invoice_prefix, london_today(now))),
         invoice=invoice,
@@ -525,7 +560,7 @@ def _credit(invoice: Invoice, line_ids: Sequence[int], reason: str, *, now: date
         subtotal_pence=subtotal,
         vat_pence=vat,
         total_pence=subtotal + vat,
-        stripe_pending=was_open_on_stripe,
+        stripe_pending=collected_by_stripe,
     )
     db.session.add(note)
     for line in lines:

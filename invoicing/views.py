@@ -22,11 +22,11 @@ from booking import catalogue
 from booking.errors import BookingError
 from booking.extensions import csrf, db
 from booking.forms import ConfirmForm
-from booking.models import Programme, Role
+from booking.models import Employer, Programme, Role
 from booking.views import attach_error, require_role
 
 from . import gateway, pdf, services
-from .forms import CreditForm, PaymentForm, VoidForm
+from .forms import CreditForm, PaymentForm, PurchaseOrderForm, VoidForm
 from .models import CreditNote, Invoice
 
 bp = Blueprint("invoicing", __name__)
@@ -58,10 +58,38 @@ def _pdf(body: bytes, filename: str) -> Response:
 def employer_invoices() -> ResponseReturnValue:
     if current_user.employer_id is None:
         abort(403)
-    overview = services.invoices_for(current_user.employer_id)
-    return render_template(
-        "invoicing/employer_list.html", overview=overview, today=services.london_today()
+    return _employer_page(
+        PurchaseOrderForm(formdata=None, po_number=current_user.employer.po_number)
     )
+
+
+def _employer_page(form: PurchaseOrderForm) -> ResponseReturnValue:
+    return render_template(
+        "invoicing/employer_list.html",
+        overview=services.invoices_for(current_user.employer_id),
+        employer=current_user.employer,
+        form=form,
+        today=services.london_today(),
+    ), (400 if form.errors else 200)
+
+
+@bp.post("/employer/invoices/purchase-order")
+@require_role(Role.EMPLOYER_CONTACT)
+def employer_purchase_order() -> ResponseReturnValue:
+    employer = current_user.employer
+    if employer is None:
+        abort(403)
+    form = PurchaseOrderForm()
+    if form.validate_on_submit():
+        try:
+            services.set_purchase_order(employer, form.po_number.data, by=current_user)
+        except BookingError as error:
+            db.session.rollback()
+            attach_error(form, error)
+        else:
+            flash("Your purchase order number is saved for your next invoice.", "success")
+            return redirect(url_for("invoicing.employer_invoices"))
+    return _employer_page(form)
 
 
 @bp.get("/employer/invoices/<int:invoice_id>")
@@ -99,8 +127,22 @@ def all_invoices() -> ResponseReturnValue:
         programmes=catalogue.all_programmes(),
         form=ConfirmForm(),
         stripe_on=gateway.enabled(),
+        awaiting_po=services.employers_awaiting_po(),
         today=services.london_today(),
     )
+
+
+@bp.post("/coordinator/invoices/employers/<int:employer_id>/purchase-order")
+@require_role(Role.COORDINATOR)
+def coordinator_purchase_order(employer_id: int) -> ResponseReturnValue:
+    employer = db.get_or_404(Employer, employer_id)
+    form = PurchaseOrderForm()
+    if form.validate_on_submit():
+        services.set_purchase_order(employer, form.po_number.data, by=current_user)
+        flash(f"Purchase order number saved for {employer.name}.", "success")
+    else:
+        flash("Enter a purchase order number of 80 characters or fewer.", "error")
+    return redirect(url_for("invoicing.all_invoices"))
 
 
 @bp.post("/coordinator/invoices/run")

@@ -145,6 +145,14 @@ class FakeStripe:
             if invoice is None:
                 return _error(404, "invalid_request_error", "No such invoice")
             return self._invoice_action(invoice, parts[3], params)
+        if method == "DELETE" and len(parts) == 3 and parts[1] == "invoices":
+            invoice = self.invoices.get(parts[2])
+            if invoice is None:
+                return _error(404, "invalid_request_error", "No such invoice", "resource_missing")
+            if invoice["status"] != "draft":
+                return _error(400, "invalid_request_error", "Only drafts can be deleted")
+            del self.invoices[parts[2]]
+            return 200, {"id": parts[2], "object": "invoice", "deleted": True}
         if method == "GET" and len(parts) == 3 and parts[1] == "invoices":
             invoice = self.invoices.get(parts[2])
             return (200, invoice) if invoice else _error(404, "invalid_request_error", "No such")
@@ -212,8 +220,10 @@ class FakeStripe:
             return reply
 
 
-def _error(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"error": {"type": kind, "message": message}}
+def _error(
+    status: int, kind: str, message: str, code: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"type": kind, "message": message, "code": code}}
 
 
 def _plain(params: dict[str, str]) -> dict[str, Any]:
@@ -278,6 +288,9 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 self._send(200, page.encode(), "text/html; charset=utf-8")
                 return
             self._api("GET")
+
+        def do_DELETE(self) -> None:
+            self._api("DELETE")
 
         def do_POST(self) -> None:
             if self.path.startswith("/hosted/") and self.path.endswith("/pay"):

@@ -251,3 +251,26 @@ def test_without_stripe_keys_nothing_is_sent(
     assert invoice.hosted_invoice_url == ""
     assert services.sync_stripe().synced == 0
     assert client.post("/stripe/webhook", data="{}").status_code == 400
+
+
+def test_credit_and_void_while_stripe_is_behind_are_finished_by_a_retry(
+    stripe_on: FakeStripe, programme: Programme, option2_employer: Callable[..., Employer]
+) -> None:
+    credited, voided = option2_employer(2), option2_employer(1)
+    stripe_on.fail_next("/finalize")
+    stripe_on.fail_next("/finalize")
+    report = services.run_billing(programme, now=NOW)
+    assert len(report.stripe_errors) == 2
+    to_credit, to_void = _only_invoice(credited), _only_invoice(voided)
+    draft_id = to_void.stripe_invoice_id
+    assert stripe_on.invoices[draft_id]["status"] == "draft"
+
+    services.credit_invoice(to_credit, [to_credit.lines[0].id], "Withdrawn", now=NOW)
+    services.void_invoice(to_void, "Raised in error")
+    assert to_credit.gateway_state is GatewayState.SYNCED  # the retry ran after the change
+    remote = stripe_on.invoices[to_credit.stripe_invoice_id]
+    assert remote["status"] == "open" and remote["amount_due"] == 35000
+    assert to_void.gateway_state is GatewayState.SYNCED
+    assert draft_id not in stripe_on.invoices  # the draft never sent is deleted
+    assert len(stripe_on.calls_to("/v1/customers")) == 2
+    assert_ledger_adds_up()

@@ -6,6 +6,7 @@ import io
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+from flask import g
 from flask.testing import FlaskClient
 from pypdf import PdfReader
 from sqlalchemy import select
@@ -189,3 +190,34 @@ def test_pdf_falls_back_to_a_core_font_without_dejavu(
     sign_in(client, coordinator)
     text = _pdf_text(client.get(f"/invoices/{_invoice_of(employer).id}.pdf").data)
     assert "£350.00" in text and "?ukasz Nowak" in text
+
+
+def test_purchase_order_numbers_can_be_given_by_the_employer_or_the_coordinator(
+    client: FlaskClient,
+    coordinator: User,
+    programme: Programme,
+    option2_employer: Callable[..., Employer],
+    contact_for: Callable[[Employer], User],
+) -> None:
+    council = option2_employer(1, name="Needs PO Council", po_required=True, po_number="")
+    trust = option2_employer(1, name="Needs PO Trust", po_required=True, po_number="")
+    sign_in(client, coordinator)
+    page = client.get("/coordinator/invoices")
+    assert "Purchase order number for Needs PO Council" in page.text
+    client.post(
+        f"/coordinator/invoices/employers/{trust.id}/purchase-order", data={"po_number": "PO-T1"}
+    )
+    # The test's app context outlives requests, so Flask-Login's cached user must go.
+    g.pop("_login_user", None)
+    client = sign_in(client.application.test_client(), contact_for(council))
+    empty = client.post("/employer/invoices/purchase-order", data={"po_number": " "})
+    assert empty.status_code == 400
+    assert "Enter the purchase order number" in empty.text
+    saved = client.post(
+        "/employer/invoices/purchase-order", data={"po_number": "PO-C9"}, follow_redirects=True
+    )
+    assert "saved for your next invoice" in saved.text
+
+    report = services.run_billing(programme, now=NOW)
+    assert report.skipped == []
+    assert {_invoice_of(council).po_number, _invoice_of(trust).po_number} == {"PO-C9", "PO-T1"}
