@@ -49,7 +49,7 @@ class _Document(FPDF):
         left = self.text_safe(left)
         # Long descriptions wrap in their column; the amount sits beside the first line.
         lines = self.multi_cell(140, 7, left, align="L", dry_run=True, output="LINES")
-        height = 7 * max(len(lines), 1)
+        height = 7 * max(len(lines), 1) if isinstance(lines, list) else 7
         if self.will_page_break(height):
             self.add_page()
         self.multi_cell(140, 7, left, border="B", align="L", new_x=XPos.RIGHT, new_y=YPos.TOP)

@@ -282,11 +282,11 @@ def run_billing(programme: Programme, *, now: datetime | None = None) -> Billing
     for employer_id in employer_ids:
         # One transaction per invoice: a refusal for one employer leaves the others issued.
         for attempt in (1, 2):
-            employer = db.session.get(Employer, employer_id)
-            programme = db.session.get(Programme, programme_id)
-            assert employer is not None and programme is not None
+            employer = db.session.get_one(Employer, employer_id)
             try:
-                invoice = issue_invoice(employer, programme, now=now)
+                invoice = issue_invoice(
+                    employer, db.session.get_one(Programme, programme_id), now=now
+                )
             except PoNumberRequired as error:
                 db.session.rollback()
                 report.skipped.append(error.message)
