@@ -215,8 +215,6 @@ def issue_invoice(
     """Invoice an Option 2 employer for its NQSWs not yet billed this programme year."""
     if employer.option is not EmployerOption.TRAINING_ONLY:
         return None
-    if employer.po_required and not employer.po_number.strip():
-        raise PoNumberRequired(f"{employer.name} needs a purchase order number before invoicing.")
     now = now or utcnow()
     today = london_today(now)
     number = _take_number(_invoice_key(programme, today))
@@ -224,6 +222,9 @@ def issue_invoice(
     if not nqsws:
         db.session.rollback()  # gives the number back: nothing was issued
         return None
+    if employer.po_required and not employer.po_number.strip():
+        db.session.rollback()
+        raise PoNumberRequired(f"{employer.name} needs a purchase order number before invoicing.")
     price = programme.price_per_nqsw_pence
     subtotal = price * len(nqsws)
     vat = vat_for(subtotal, programme.vat_rate_basis_points)
@@ -331,8 +332,12 @@ def _stripe_customer_id(employer: Employer) -> str:
         email=employer.billing_email,
         employer_id=employer.id,
     )
-    db.session.add(StripeCustomer(employer_id=employer.id, customer_id=customer_id))
-    db.session.commit()
+    try:
+        db.session.add(StripeCustomer(employer_id=employer.id, customer_id=customer_id))
+        db.session.commit()
+    except IntegrityError:
+        # A push running at the same time saved it first; the idempotency key made it the same.
+        db.session.rollback()
     return customer_id
 
 

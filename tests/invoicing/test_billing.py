@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Integer, func, select
 
 from booking.extensions import db
 from booking.models import NQSW, Booking, Employer, EmployerOption, OutboxMessage, Programme
@@ -320,3 +320,27 @@ def test_counter_holds_the_last_number(
     counter = db.session.scalar(select(InvoiceCounter).where(InvoiceCounter.key == "ASYE-2026"))
     assert counter is not None and counter.last_value == 2
     assert db.session.scalar(select(func.count()).select_from(Payment)) == 0
+
+
+def test_money_columns_are_integers() -> None:
+    money = [
+        column
+        for table in db.metadata.sorted_tables
+        for column in table.columns
+        if column.name.endswith("_pence")
+    ]
+    assert {c.table.name for c in money} >= {"invoice", "invoice_line", "credit_note", "payment"}
+    assert all(isinstance(c.type, Integer) for c in money), [
+        (c.table.name, c.name, c.type) for c in money if not isinstance(c.type, Integer)
+    ]
+
+
+def test_employer_without_po_and_nothing_to_bill_is_not_reported(
+    programme: Programme, option2_employer: Callable[..., Employer]
+) -> None:
+    employer = option2_employer(1)
+    services.run_billing(programme, now=NOW)
+    employer.po_required = True
+    employer.po_number = ""
+    db.session.commit()
+    assert services.run_billing(programme, now=NOW).skipped == []
