@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     CheckConstraint,
@@ -21,8 +22,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from booking.extensions import db
+from booking.extensions import Base, db
 from booking.models import NQSW, Employer, Programme, User, UTCDateTime, _enum, utcnow
+
+# mypy cannot see through Flask-SQLAlchemy's dynamic db.Model; both are the same declarative base.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
 class InvoiceStatus(enum.Enum):
@@ -50,7 +57,7 @@ class PaymentMethod(enum.Enum):
         return "online payment (Stripe)" if self is PaymentMethod.STRIPE else "bank transfer"
 
 
-class InvoiceCounter(db.Model):
+class InvoiceCounter(Model):
     """The last number used for one prefix and year; taken under a row lock."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -60,7 +67,7 @@ class InvoiceCounter(db.Model):
     __table_args__ = (CheckConstraint("last_value >= 0", name="last_value_not_negative"),)
 
 
-class StripeCustomer(db.Model):
+class StripeCustomer(Model):
     """The Stripe customer that stands for one employer."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -69,7 +76,7 @@ class StripeCustomer(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Invoice(db.Model):
+class Invoice(Model):
     """A numbered invoice to one employer for a programme's NQSWs."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,7 +160,7 @@ class Invoice(db.Model):
         return f"<Invoice {self.id} {self.status.value}>"
 
 
-class InvoiceLine(db.Model):
+class InvoiceLine(Model):
     """One NQSW's place on the programme, at the price on the day it was invoiced."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -169,7 +176,7 @@ class InvoiceLine(db.Model):
     __table_args__ = (CheckConstraint("amount_pence >= 0", name="amount_not_negative"),)
 
 
-class BilledEnrolment(db.Model):
+class BilledEnrolment(Model):
     """The claim that an NQSW's programme year is invoiced: one per NQSW and programme.
 
     The unique constraint is what stops two billing runs charging the same NQSW twice;
@@ -184,7 +191,7 @@ class BilledEnrolment(db.Model):
     __table_args__ = (UniqueConstraint("programme_id", "nqsw_id"),)
 
 
-class CreditNote(db.Model):
+class CreditNote(Model):
     """A numbered credit against an invoice, for some of its lines."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -212,7 +219,7 @@ class CreditNote(db.Model):
     )
 
 
-class CreditNoteLine(db.Model):
+class CreditNoteLine(Model):
     """The credit for one invoice line; a line is credited at most once."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -225,7 +232,7 @@ class CreditNoteLine(db.Model):
     invoice_line: Mapped[InvoiceLine] = relationship()
 
 
-class Payment(db.Model):
+class Payment(Model):
     """Money received against an invoice, through Stripe or by bank transfer."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -254,7 +261,7 @@ class Payment(db.Model):
     )
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Model):
     """A Stripe event we have applied; its id makes a repeat delivery a no-op."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
