@@ -193,7 +193,11 @@ def _coordinator_page(
     void: VoidForm | None = None,
     credit: CreditForm | None = None,
 ) -> ResponseReturnValue:
-    payment = payment or PaymentForm(formdata=None, amount=Decimal(invoice.balance_pence) / 100)
+    payment = payment or PaymentForm(
+        formdata=None,
+        amount=Decimal(invoice.balance_pence) / 100,
+        paid_on=services.london_today(),
+    )
     void = void or VoidForm(formdata=None)
     credit = credit or CreditForm(formdata=None)
     credit.lines.choices = _creditable(invoice)

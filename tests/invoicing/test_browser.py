@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -94,7 +94,8 @@ def test_employer_receives_opens_downloads_and_pays_an_invoice(
             page.goto(f"{live_server}/sign-in/{token}")
             page.get_by_role("button", name="Continue to sign in").click()
             page.get_by_role("link", name="Invoices").first.click()
-            assert page.get_by_role("link", name=number, exact=True).count() == 1
+            page.wait_for_url(f"{live_server}/employer/invoices")
+            expect(page.get_by_role("link", name=number, exact=True)).to_have_count(1)
             assert_accessible(page)
             page.goto(f"{live_server}{link.group(1)}")  # the link in the emailed invoice
             assert page.get_by_role("heading", level=1).inner_text() == f"Invoice {number}"
@@ -114,9 +115,9 @@ def test_employer_receives_opens_downloads_and_pays_an_invoice(
             assert "Amount due: £700.00" in page.locator("#amount").inner_text()
             page.get_by_role("button", name="Pay now").click()
             page.wait_for_url(f"{live_server}{link.group(1)}")
-            assert page.locator("#invoice-status").inner_text() == "Paid"
-            assert page.locator("#balance").inner_text() == "£0.00"
-            assert page.get_by_role("link", name=re.compile("^Pay")).count() == 0
+            expect(page.locator("#invoice-status")).to_have_text("Paid")
+            expect(page.locator("#balance")).to_have_text("£0.00")
+            expect(page.get_by_role("link", name=re.compile("^Pay"))).to_have_count(0)
             assert_accessible(page)
         finally:
             browser.close()
@@ -148,21 +149,23 @@ def test_coordinator_invoice_pages_are_accessible(
             page = browser.new_page()
             page.goto(f"{live_server}/sign-in/{token}")
             page.get_by_role("button", name="Continue to sign in").click()
+            page.wait_for_url(re.compile(r"/coordinator/"))
             page.goto(f"{live_server}/coordinator/invoices")
             assert_accessible(page)
             page.get_by_role("link", name="ASYE-2026-0001", exact=True).click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Invoice ASYE-2026-0001")
             assert_accessible(page)
             # A form sent back with errors: the summary and the field messages.
             page.get_by_label("Amount received, in pounds").fill("5000")
             page.get_by_label("Bank transfer reference").fill("BACS-1")
             page.get_by_label("Date received").fill("2026-11-20")
             page.get_by_role("button", name="Record payment").click()
-            assert "still owed" in page.locator(".nhsuk-error-summary").inner_text()
+            expect(page.locator(".nhsuk-error-summary")).to_contain_text("still owed")
             assert_accessible(page)
             page.get_by_label("Bank transfer reference").fill("BACS-1")
             page.get_by_label("Amount received, in pounds").fill("700.00")
             page.get_by_role("button", name="Record payment").click()
-            assert page.locator("#invoice-status").inner_text() == "Paid"
+            expect(page.locator("#invoice-status")).to_have_text("Paid")
             assert_accessible(page)
         finally:
             browser.close()
