@@ -51,6 +51,8 @@ def test_employer_contact_sees_only_their_own_invoices_and_pdfs(
     assert "PO-4471" in detail.text and "Record a bank transfer" not in detail.text
     assert client.get(f"/employer/invoices/{other.id}").status_code == 404
     assert client.get(f"/invoices/{other.id}.pdf").status_code == 404
+    other_note = services.credit_invoice(other, [other.lines[0].id], "Withdrawn", now=NOW)
+    assert client.get(f"/credit-notes/{other_note.id}.pdf").status_code == 404
     assert client.get("/coordinator/invoices").status_code == 403
 
     pdf = client.get(f"/invoices/{own.id}.pdf")
