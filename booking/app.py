@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .cli import register_commands
 
     register_commands(app)
+    _load_plugins(app)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", logging.INFO))
     return app
+
+
+def _load_plugins(app: Flask) -> None:
+    # Packages that depend on booking (invoicing) plug in by name, so booking never imports them.
+    for name in app.config.get("ASYE_PLUGINS", ()):
+        importlib.import_module(name).init_app(app)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -45,6 +45,10 @@ def from_environment() -> dict[str, Any]:
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE"),
+        # Packages loaded by name, each exposing init_app(app); see docs/invoicing.md.
+        "ASYE_PLUGINS": [
+            p.strip() for p in os.environ.get("ASYE_PLUGINS", "invoicing").split(",") if p.strip()
+        ],
         "WTF_CSRF_TIME_LIMIT": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -1,0 +1,67 @@
+"""Invoicing Option 2 employers and taking payment: a plug-in to the booking app.
+
+``booking`` never imports this package: ``create_app`` loads it by name from the
+``ASYE_PLUGINS`` setting and calls ``init_app``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, request, url_for
+from flask_login import current_user
+
+from booking.models import LONDON
+
+DEFAULTS: dict[str, Any] = {
+    # Days between reminders for one overdue invoice.
+    "INVOICE_REMINDER_INTERVAL_DAYS": int(os.environ.get("INVOICE_REMINDER_INTERVAL_DAYS", "7")),
+    # Credit an NQSW who withdrew before their first session (on the next billing run).
+    "INVOICE_CREDIT_WITHDRAWN_BEFORE_FIRST_SESSION": os.environ.get(
+        "INVOICE_CREDIT_WITHDRAWN_BEFORE_FIRST_SESSION", "1"
+    ).lower()
+    in {"1", "true", "yes", "on"},
+    # Printed under "How to pay" on every invoice: the host's bank details.
+    "INVOICE_PAYMENT_INSTRUCTIONS": os.environ.get(
+        "INVOICE_PAYMENT_INSTRUCTIONS",
+        "Pay by bank transfer to the account on your supplier record, or online by the link.",
+    ),
+    "STRIPE_MAX_NETWORK_RETRIES": int(os.environ.get("STRIPE_MAX_NETWORK_RETRIES", "2")),
+}
+
+
+def _in_london(moment: datetime) -> datetime:
+    return moment.astimezone(LONDON)
+
+
+def init_app(app: Flask) -> None:
+    """Attach invoicing's settings, pages, webhook, commands and navigation to the app."""
+    for key, value in DEFAULTS.items():
+        app.config.setdefault(key, value)
+    from . import models  # noqa: F401  (registers tables)
+    from .cli import invoicing_cli
+    from .services import format_pence
+    from .views import bp
+
+    app.register_blueprint(bp)
+    app.add_template_filter(format_pence, "pence")
+    app.add_template_filter(_in_london, "london")
+    app.cli.add_command(invoicing_cli)
+
+    @app.context_processor
+    def _navigation() -> dict[str, Any]:
+        def nav_extra() -> list[dict[str, Any]]:
+            if not current_user.is_authenticated:
+                return []
+            endpoint = {
+                "coordinator": "invoicing.all_invoices",
+                "employer_contact": "invoicing.employer_invoices",
+            }.get(current_user.role.value)
+            if endpoint is None:
+                return []
+            current = request.blueprint == "invoicing"
+            return [{"href": url_for(endpoint), "text": "Invoices", "current": current}]
+
+        return {"nav_extra": nav_extra}
