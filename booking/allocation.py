@@ -229,7 +229,9 @@ def _build(
                 # Problem learners' own places count inside the solver; everyone else's
                 # (withdrawn NQSWs, held waiting-list offers) simply shrink the session.
                 "capacity": max(s.capacity - (s.taken - ours_on.get(s.id, 0)), 0),
-                "group": s.region,
+                # NQSWs have no region yet and the booking service lets anyone book a
+                # regional date, so no session is closed to anyone here either.
+                "group": None,
             }
             for s in sessions
         ],
@@ -664,12 +666,13 @@ def review_proposal(proposal: AllocationProposal) -> Review:
     )
 
 
-def is_stale(proposal: AllocationProposal) -> bool:
+def is_stale(proposal: AllocationProposal, now: datetime | None = None) -> bool:
     """Return True when bookings changed since the proposal's problem was built."""
     _, fingerprint = build_problem(
         proposal.programme,
         allow_moves=proposal.allow_moves,
         include_optional=proposal.include_optional,
+        now=now,
     )
     return fingerprint != proposal.fingerprint
 

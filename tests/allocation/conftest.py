@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from booking.extensions import db
 from booking.models import (
     NQSW,
+    AllocationProposal,
     Booking,
     BookingStatus,
     Course,
@@ -64,3 +65,8 @@ def outbox_count(kind: str) -> int:
     return db.session.scalar(
         select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == kind)
     )
+
+
+def proposal_count() -> int:
+    """Return how many proposals exist."""
+    return db.session.scalar(select(func.count()).select_from(AllocationProposal))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from scheduler.problem import load_problem
-
 from booking.allocation import build_problem
 from booking.bookings import book_place
 from booking.extensions import db
 from booking.models import CourseLength, utcnow
+from scheduler.problem import load_problem
+from scheduler.solver import solve
 from tests.conftest import FUTURE
 
 
@@ -116,15 +116,19 @@ def test_allow_moves_turns_places_into_first_preferences(scene):
     assert learner["preferences"] == {"MCA": [f"s{s.late.id}"]}
 
 
-def test_region_becomes_the_session_group(scene):
+def test_regional_sessions_stay_open_to_everyone_as_in_the_booking_service(scene):
     s = scene(people=1)
-    s.late.region = "North"
+    s.early.region = "North"
+    s.late.capacity = 0
     db.session.commit()
 
     data, _ = build_problem(s.programme)
+    result = solve(load_problem(data), time_limit=1, workers=1)
 
-    assert _session(data, s.late)["group"] == "North"
     assert _session(data, s.early)["group"] is None
+    assert [(a.learner, a.session) for a in result.assignments] == [
+        (f"n{s.nqsws[0].id}", f"s{s.early.id}")
+    ]
 
 
 def test_fingerprint_changes_when_bookings_change(scene):
@@ -140,6 +144,4 @@ def test_fingerprint_changes_when_bookings_change(scene):
 def test_fingerprint_depends_on_the_options(scene, make_course):
     s = scene(people=1)
     make_course(code="WS", optional=True, length=CourseLength.HALF_DAY)
-    assert (
-        build_problem(s.programme)[1] != build_problem(s.programme, include_optional=True)[1]
-    )
+    assert build_problem(s.programme)[1] != build_problem(s.programme, include_optional=True)[1]
