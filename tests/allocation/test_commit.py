@@ -11,10 +11,13 @@ from sqlalchemy import func, select
 
 from booking.allocation import (
     AllocationError,
+    Progress,
     StaleProposal,
+    _ProgressWriter,
     commit_proposal,
     create_proposal,
     review_proposal,
+    run_progress,
     run_proposal,
 )
 from booking.bookings import book_place
@@ -255,3 +258,31 @@ def test_two_commits_at_once_book_once(app, scene, coordinator):
     )
     assert count == 4
     assert outbox_count("booking_confirmed") == 4
+
+
+def test_progress_is_written_to_the_proposal_row(scene):
+    s = scene(people=2)
+    proposal = create_proposal(s.programme, by=None, time_limit=1)
+    writer = _ProgressWriter(db.engine, proposal.id, None)
+    db.session.commit()  # the writer has its own connection; on SQLite it needs the lock
+
+    writer(Progress("placements", 2.0, 2.0, 0.3))
+    writer(Progress("placements", 1.0, 2.0, 0.4))  # within the interval: not written
+
+    db.session.refresh(proposal)
+    assert (proposal.progress_phase, proposal.progress_objective) == ("placements", 2.0)
+    progress = run_progress(proposal)
+    assert (progress.status, progress.placed, progress.placed_bound) == ("running", 2, 2)
+    assert "Best so far places 2 of 2 course places" in progress.message
+
+
+def test_a_run_not_heard_from_is_reported_failed(scene):
+    s = scene(people=2)
+    proposal = create_proposal(s.programme, by=None, time_limit=1)
+    proposal.created_at -= timedelta(hours=1)
+    db.session.commit()
+
+    progress = run_progress(proposal)
+
+    assert progress.status == "failed"
+    assert "Run again" in progress.message

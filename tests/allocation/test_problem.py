@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from booking.allocation import build_problem
-from booking.bookings import book_place
+from booking.bookings import book_place, join_waitlist
 from booking.extensions import db
 from booking.models import CourseLength, utcnow
 from scheduler.problem import load_problem
@@ -145,3 +145,15 @@ def test_fingerprint_depends_on_the_options(scene, make_course):
     s = scene(people=1)
     make_course(code="WS", optional=True, length=CourseLength.HALF_DAY)
     assert build_problem(s.programme)[1] != build_problem(s.programme, include_optional=True)[1]
+
+
+def test_waiting_lists_become_preferences(scene, make_nqsw):
+    s = scene(people=1, capacity=1)
+    book_place(s.nqsws[0], s.early)  # the early date is now full
+    waiter = make_nqsw(name="Wendy Waiting")
+    join_waitlist(waiter, s.early)
+
+    learner = _learner(build_problem(s.programme)[0], waiter)
+
+    assert learner["needs"] == ["MCA"]
+    assert learner["preferences"] == {"MCA": [f"s{s.early.id}"]}
