@@ -638,7 +638,7 @@ def review_proposal(proposal: AllocationProposal) -> Review:
         )
         for s in problem.sessions
     ]
-    order = {(c.code): c.position for c in courses.values()}
+    order = {c.code: c.position for c in courses.values()}
     new.sort(key=lambda p: (order[p.course.code], p.session.starts_at, p.nqsw.id))
     moves.sort(key=lambda p: (order[p.course.code], p.session.starts_at, p.nqsw.id))
     unplaced.sort(key=lambda u: (order[u.course.code], u.nqsw.id))
