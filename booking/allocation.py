@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import selectinload
 
 from scheduler.baseline import greedy
 from scheduler.problem import (
@@ -557,7 +558,9 @@ class Review:
 def _index(problem: Problem) -> tuple[dict[str, NQSW], dict[str, Session]]:
     nqsw_ids = [int(lr.id[1:]) for lr in problem.learners]
     session_ids = [int(s.id[1:]) for s in problem.sessions]
-    nqsws = {_nid(n.id): n for n in db.session.scalars(select(NQSW).where(NQSW.id.in_(nqsw_ids)))}
+    # Names are shown for every row, so load the accounts in one query, not one each.
+    query = select(NQSW).where(NQSW.id.in_(nqsw_ids)).options(selectinload(NQSW.user))
+    nqsws = {_nid(n.id): n for n in db.session.scalars(query)}
     sessions = {
         _sid(s.id): s
         for s in db.session.scalars(select(Session).where(Session.id.in_(session_ids)))
