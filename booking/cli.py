@@ -11,10 +11,10 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from tqdm import tqdm
 
-from . import accounts, attendance, bookings, catalogue, demo, enrolment
+from . import accounts, allocation, attendance, bookings, catalogue, demo, enrolment
 from .errors import BookingError, ImportRejected
 from .extensions import db
-from .models import AttendanceStatus, Employer, Programme, Role
+from .models import AttendanceStatus, Employer, Programme, ProposalStatus, Role
 
 bookings_cli = AppGroup("bookings", help="Waiting lists and bookings.")
 import_cli = AppGroup("import", help="Import records from files.")
@@ -132,6 +132,92 @@ def attendance_alerts_command() -> None:
     click.echo(f"{attendance.send_status_alerts()} attendance alert(s) queued.")
 
 
+@click.command("allocate")
+@click.argument("programme_slug")
+@click.option("--time-limit", default=30, show_default=True, help="Solver seconds (1-600).")
+@click.option("--allow-moves", is_flag=True, help="Let existing bookings move to another date.")
+@click.option("--include-optional", is_flag=True, help="Place optional workshops too.")
+@click.option("--commit", "commit_it", is_flag=True, help="Commit the proposal (books places).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the result JSON here."
+)
+def allocate_command(
+    programme_slug: str,
+    time_limit: int,
+    allow_moves: bool,
+    include_optional: bool,
+    commit_it: bool,
+    out: Path | None,
+) -> None:
+    """Allocate NQSWs to sessions for a programme year; print the result beside greedy's."""
+    programme = db.session.scalar(select(Programme).where(Programme.slug == programme_slug))
+    if programme is None:
+        click.echo(f"No programme with the short name {programme_slug!r}.", err=True)
+        sys.exit(1)
+    try:
+        proposal = allocation.create_proposal(
+            programme,
+            by=None,
+            time_limit=time_limit,
+            allow_moves=allow_moves,
+            include_optional=include_optional,
+        )
+    except BookingError as error:
+        click.echo(error.message, err=True)
+        sys.exit(1)
+    click.echo(f"Proposal {proposal.id}: solving for up to {time_limit} s ...", err=True)
+
+    def echo(progress: allocation.Progress) -> None:
+        click.echo(
+            f"  {progress.seconds:6.1f}s  {progress.phase:<11} "
+            f"best {progress.objective:g}  bound {progress.bound:g}",
+            err=True,
+        )
+
+    proposal = allocation.run_proposal(proposal, echo=echo)
+    if proposal.status is not ProposalStatus.READY:
+        click.echo(f"Proposal {proposal.id} failed: {proposal.error}", err=True)
+        sys.exit(1)
+    review = allocation.review_proposal(proposal)
+    rows = [("", "solver", "greedy")]
+    for label, attr in (
+        ("placed", "placed"),
+        ("unplaced", "unplaced"),
+        ("preference cost", "preference_cost"),
+        ("bound (placed)", "bound_placed"),
+        ("bound (cost)", "bound_preference_cost"),
+        ("status", "status"),
+    ):
+        theirs = getattr(review.baseline, attr) if review.baseline else "-"
+        rows.append((label, str(getattr(review.result, attr)), str(theirs)))
+    for label, mine, theirs in rows:
+        click.echo(f"{label:<16} {mine:>10} {theirs:>10}")
+    click.echo(
+        f"{len(review.new)} new booking(s), {len(review.moves)} move(s), "
+        f"{len(review.unplaced)} unplaced."
+    )
+    if out is not None:
+        out.write_text(proposal.result_json or "")
+        click.echo(f"Result written to {out}.")
+    if commit_it:
+        try:
+            report = allocation.commit_proposal(proposal, None)
+        except BookingError as error:
+            click.echo(error.message, err=True)
+            sys.exit(1)
+        click.echo(
+            f"Committed proposal {proposal.id}: {report.booked} booked, {report.moved} moved, "
+            f"{len(report.failed)} refused."
+        )
+        for failure in report.failed:
+            click.echo(f"  refused {failure['learner']} {failure['course']}: {failure['reason']}")
+    else:
+        click.echo(
+            "Not committed. Review it at "
+            f"/coordinator/programmes/{programme.id}/allocation/{proposal.id}."
+        )
+
+
 def register_commands(app: Flask) -> None:
     """Attach the commands to ``flask``."""
     app.cli.add_command(seed_demo_command)
@@ -139,3 +225,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(import_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(attendance_cli)
+    app.cli.add_command(allocate_command)

@@ -261,3 +261,16 @@ class NQSWDetailsForm(FlaskForm):
     line_manager_email = EmailField(
         "Line manager's email", validators=[Optional(), Email("Enter a valid email address")]
     )
+
+
+class AllocationForm(FlaskForm):
+    time_limit = IntegerField(
+        "Time limit in seconds",
+        default=30,
+        validators=[
+            InputRequired("Enter a time limit in seconds"),
+            NumberRange(min=1, max=600, message="Enter a time limit from 1 to 600 seconds"),
+        ],
+    )
+    allow_moves = BooleanField("Allow existing bookings to move to another date")
+    include_optional = BooleanField("Include optional workshops")

@@ -603,3 +603,64 @@ class AttendanceAlert(db.Model):
     status: Mapped[AttendanceStatus] = mapped_column(_enum(AttendanceStatus, "attendance_status"))
     changes: Mapped[int] = mapped_column(default=0)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Allocation proposals
+
+
+class ProposalStatus(enum.Enum):
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+    COMMITTING = "committing"
+    COMMITTED = "committed"
+
+
+class AllocationProposal(db.Model):
+    """A solver run for a programme: its input's fingerprint, progress and result."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # SHA-256 of the problem and the live bookings it was built from; a commit rechecks it.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    allow_moves: Mapped[bool] = mapped_column(default=False)
+    include_optional: Mapped[bool] = mapped_column(default=False)
+    time_limit_seconds: Mapped[int] = mapped_column(default=30)
+    status: Mapped[ProposalStatus] = mapped_column(
+        _enum(ProposalStatus, "proposal_status"), default=ProposalStatus.RUNNING
+    )
+    # Progress, written by the run as it goes so any web worker can report it.
+    progress_phase: Mapped[str] = mapped_column(String(20), default="")
+    progress_objective: Mapped[float | None] = mapped_column(default=None)
+    progress_bound: Mapped[float | None] = mapped_column(default=None)
+    progress_seconds: Mapped[float] = mapped_column(default=0.0)
+    progress_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # JSON documents in the scheduler's formats; ids only, no personal data.
+    problem_json: Mapped[str] = mapped_column(Text)
+    # The places NQSWs held when the run started ({"n<id>": {course code: "s<id>"}}).
+    held_json: Mapped[str] = mapped_column(Text, default="{}")
+    result_json: Mapped[str | None] = mapped_column(Text, default=None)
+    greedy_json: Mapped[str | None] = mapped_column(Text, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    committed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), default=None)
+    commit_report_json: Mapped[str | None] = mapped_column(Text, default=None)
+
+    programme: Mapped[Programme] = relationship()
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    committed_by: Mapped[User | None] = relationship(foreign_keys=[committed_by_id])
+
+    __table_args__ = (CheckConstraint("time_limit_seconds > 0", name="time_limit_positive"),)
+
+    @property
+    def local_created_at(self) -> datetime:
+        return self.created_at.astimezone(LONDON)
+
+    @property
+    def local_committed_at(self) -> datetime | None:
+        return self.committed_at.astimezone(LONDON) if self.committed_at else None
+
+    def __repr__(self) -> str:
+        return f"<AllocationProposal {self.id} {self.status.value}>"

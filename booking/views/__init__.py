@@ -45,7 +45,7 @@ def attach_error(form: FlaskForm, error: BookingError) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to the app."""
-    from . import api, attendance, auth, catalogue, coordinator, employer, my
+    from . import allocation, api, attendance, auth, catalogue, coordinator, employer, my
 
-    for module in (catalogue, auth, my, employer, coordinator, api, attendance):
+    for module in (catalogue, auth, my, employer, coordinator, allocation, api, attendance):
         app.register_blueprint(module.bp)
