@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 def test_coordinator_allocates_places(page, live_app):
     _app, base = live_app
     demo_sign_in(page, base, re.compile("Sam Coordinator"))
-    page.get_by_role("link", name=re.compile("allocate places")).first.click()
+    page.get_by_role("link", name=re.compile("allocate places", re.IGNORECASE)).first.click()
     assert_accessible(page)
 
     page.get_by_label("Time limit in seconds").fill("3")
