@@ -60,6 +60,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     register_commands(app)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", logging.INFO))
+    if app.config["MAIL_WORKER"] and not app.testing:
+        from .worker import start_worker
+
+        app.extensions["mail_worker"] = start_worker(app)
     return app
 
 
