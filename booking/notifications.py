@@ -104,6 +104,7 @@ def queue_invitation(
         ics_method=method,
         session=session,
         nqsw=nqsw,
+        calendar_method=method,
         **context,
     )
 
