@@ -40,6 +40,8 @@ CLAIM_SECONDS = 600
 SMTP_TIMEOUT = 60
 # Reminders look this far ahead; programmes send joining details at most this early.
 MAX_JOINING_DAYS = 14
+# No day-before reminder within this time of the joining details.
+REMINDER_GAP = timedelta(hours=20)
 
 
 def queue_message(
@@ -113,6 +115,16 @@ def _day(day: date) -> str:
     return f"{day:%a} {day.day} {day:%b %Y}"
 
 
+def _joining_sent_lately(booking: Booking, now: datetime) -> bool:
+    # Someone who booked late has just had the joining details: no second mail that day.
+    created = db.session.scalar(
+        select(OutboxMessage.created_at).where(
+            OutboxMessage.dedupe_key == f"joining-info:{booking.id}"
+        )
+    )
+    return created is not None and created > now - REMINDER_GAP
+
+
 def queue_reminders(now: datetime | None = None) -> int:
     """Queue joining details N days before each booked session and a reminder the day before.
 
@@ -136,7 +148,6 @@ def queue_reminders(now: datetime | None = None) -> int:
     for booking in rows:
         session, nqsw = booking.session, booking.nqsw
         days_before = session.course.programme.joining_info_days_before
-        joining = None
         if session.local_date <= today + timedelta(days=days_before):
             joining = queue_message(
                 "joining_info",
@@ -147,8 +158,10 @@ def queue_reminders(now: datetime | None = None) -> int:
                 nqsw=nqsw,
             )
             queued += joining is not None
-        # Someone who booked late gets the joining details alone, not two mails at once.
-        if joining is None and session.local_date == today + timedelta(days=1):
+            db.session.flush()  # the next dedupe check must see this row
+        if session.local_date == today + timedelta(days=1) and not _joining_sent_lately(
+            booking, now
+        ):
             reminder = queue_message(
                 "session_reminder",
                 nqsw.email,
@@ -158,7 +171,7 @@ def queue_reminders(now: datetime | None = None) -> int:
                 nqsw=nqsw,
             )
             queued += reminder is not None
-        db.session.flush()  # the next dedupe check must see this row
+            db.session.flush()
     db.session.commit()
     return queued
 
