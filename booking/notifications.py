@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from email.mime.base import MIMEBase
 from typing import Any
 
 from flask import current_app, render_template
@@ -226,26 +227,47 @@ def _close(connection: _Connection | None) -> None:
             connection.__exit__(None, None, None)  # type: ignore[arg-type]
 
 
-def _as_mail(message: OutboxMessage) -> Message:
-    mail_message = Message(
-        subject=message.subject,
-        recipients=message.recipient_list,
-        body=message.text_body,
-        html=message.html_body or None,
-        extra_headers={"X-ASYE-Message-Id": str(message.id)},
-    )
-    if message.ics:
-        method = message.ics_method or "PUBLISH"
-        # Outlook and Gmail show an invitation only for text/calendar with a method.
-        mail_message.attachments.append(
+class _InvitationMail(Message):
+    """A message whose calendar part sits beside the text and HTML parts.
+
+    Outlook and Gmail show an invitation (with accept and decline buttons) for a
+    ``text/calendar; method=...`` alternative; the same file is attached as
+    ``invite.ics`` for clients that only import attachments. This is the layout
+    Google Calendar's own invitations use.
+    """
+
+    def __init__(self, *, ics: str, method: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.method = method
+        self.alts["calendar"] = ics
+        self.attachments.append(
             Attachment(
                 filename="invite.ics",
-                content_type=f"text/calendar; charset=utf-8; method={method}",
-                data=message.ics.encode("utf-8"),
+                content_type="application/ics",
+                data=ics.encode("utf-8"),
                 disposition="attachment",
             )
         )
-    return mail_message
+
+    def _message(self) -> MIMEBase:
+        built = super()._message()
+        for part in built.walk():
+            if part.get_content_type() == "text/calendar":
+                part.set_param("method", self.method)
+        return built
+
+
+def _as_mail(message: OutboxMessage) -> Message:
+    fields: dict[str, Any] = {
+        "subject": message.subject,
+        "recipients": message.recipient_list,
+        "body": message.text_body,
+        "html": message.html_body or None,
+        "extra_headers": {"X-ASYE-Message-Id": str(message.id)},
+    }
+    if message.ics:
+        return _InvitationMail(ics=message.ics, method=message.ics_method or "PUBLISH", **fields)
+    return Message(**fields)
 
 
 def backoff(attempts: int) -> timedelta:

@@ -110,10 +110,19 @@ def test_booking_mails_arrive_with_both_parts_and_the_invitation(
         parts = _parts(message)
         assert "Care Act" in parts["text/plain"].get_content()
         assert "<html" in parts["text/html"].get_content()
+        # The invitation sits beside the text and HTML, and is attached as invite.ics too.
+        [alternative] = [
+            p for p in message.walk() if p.get_content_type() == "multipart/alternative"
+        ]
+        kinds = [p.get_content_type() for p in alternative.iter_parts()]
+        assert kinds == ["text/plain", "text/html", "text/calendar"]
         invite = parts["text/calendar"]
         methods.append(invite.get_param("method"))
         ical = Calendar.from_ical(invite.get_content())
         assert str(ical["METHOD"]) == invite.get_param("method")
+        attached = parts["application/ics"]
+        assert attached.get_filename() == "invite.ics"
+        assert Calendar.from_ical(attached.get_content()) == ical
     assert methods == ["REQUEST", "REQUEST", "CANCEL"]
     sequences = [
         Calendar.from_ical(_parts(m)["text/calendar"].get_content()).walk("VEVENT")[0]["SEQUENCE"]
