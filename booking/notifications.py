@@ -19,6 +19,7 @@ from flask import current_app, render_template
 from flask_mail import Attachment, Connection, Message
 from sqlalchemy import or_, select, update
 
+from .errors import BookingError
 from .extensions import db
 from .models import (
     LONDON,
@@ -275,7 +276,8 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(minutes=min(2 ** max(attempts - 1, 0), 6 * 60))
 
 
-def _max_attempts() -> int:
+def max_attempts() -> int:
+    """Return how many tries a message gets before it is marked dead."""
     return int(current_app.config.get("MAIL_MAX_ATTEMPTS", MAX_ATTEMPTS))
 
 
@@ -305,7 +307,7 @@ def send_due(limit: int = 100, now: datetime | None = None) -> SendReport:
                 _close(connection)
                 connection = None
                 message.last_error = f"{type(error).__name__}: {error}"[:500]
-                if message.attempts >= _max_attempts():
+                if message.attempts >= max_attempts():
                     message.status = MessageStatus.DEAD
                     report.dead += 1
                 else:
@@ -336,6 +338,8 @@ def dead_messages() -> list[OutboxMessage]:
 
 def resend(message: OutboxMessage) -> None:
     """Put a dead or sent message back in the queue."""
+    if message.status is MessageStatus.PENDING:
+        raise BookingError("This message is already waiting to be sent.")
     message.status = MessageStatus.PENDING
     message.attempts = 0
     message.last_error = ""

@@ -2,91 +2,27 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from sqlalchemy import select
 
 from booking import bookings, notifications, worker
-from booking.extensions import db, mail
+from booking.extensions import db
 from booking.models import MessageStatus, OutboxMessage, utcnow
 
-from ..conftest import FUTURE
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.messages: list[EmailMessage] = []
-        self.delay = delay
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd calls it by this name
-        if self.delay:
-            time.sleep(self.delay)  # widens the window in which two senders could overlap
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.messages.append(parsed)
-        return "250 Message accepted"
-
-    def ids(self) -> list[str]:
-        return [m["X-ASYE-Message-Id"] for m in self.messages]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _point_mail_at(app, port: int) -> None:
-    app.config.update(
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=port,
-        MAIL_SUPPRESS_SEND=False,
-        MAIL_DELIVER=True,
-        MAIL_USE_TLS=False,
-        MAIL_USE_SSL=False,
-    )
-    mail.init_app(app)
-
-
-class SMTPServer:
-    def __init__(self, port: int, inbox: Inbox) -> None:
-        self.port = port
-        self.inbox = inbox
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
+from ..conftest import FUTURE, sign_in
+from .mailserver import Inbox, SMTPServer, free_port, mime_parts, point_mail_at, running_smtp
 
 
 @pytest.fixture
 def smtp(app) -> Iterator[SMTPServer]:
-    server = SMTPServer(_free_port(), Inbox())
-    _point_mail_at(app, server.port)
-    server.start()
-    yield server
-    server.stop()
-
-
-def _parts(message: EmailMessage) -> dict[str, EmailMessage]:
-    return {part.get_content_type(): part for part in message.walk() if not part.is_multipart()}
+    with running_smtp(app) as server:
+        yield server
 
 
 def test_booking_mails_arrive_with_both_parts_and_the_invitation(
@@ -107,7 +43,7 @@ def test_booking_mails_arrive_with_both_parts_and_the_invitation(
     assert all(m["To"] == nqsw.email for m in inbox)
     methods = []
     for message in inbox:
-        parts = _parts(message)
+        parts = mime_parts(message)
         assert "Care Act" in parts["text/plain"].get_content()
         assert "<html" in parts["text/html"].get_content()
         # The invitation sits beside the text and HTML, and is attached as invite.ics too.
@@ -125,7 +61,9 @@ def test_booking_mails_arrive_with_both_parts_and_the_invitation(
         assert Calendar.from_ical(attached.get_content()) == ical
     assert methods == ["REQUEST", "REQUEST", "CANCEL"]
     sequences = [
-        Calendar.from_ical(_parts(m)["text/calendar"].get_content()).walk("VEVENT")[0]["SEQUENCE"]
+        Calendar.from_ical(mime_parts(m)["text/calendar"].get_content()).walk("VEVENT")[0][
+            "SEQUENCE"
+        ]
         for m in inbox
     ]
     assert sequences == [0, 1, 2]
@@ -142,8 +80,8 @@ def test_sign_in_link_arrives(app, smtp, make_user):
     notifications.send_due()
     [message] = smtp.inbox.messages
     assert message["To"] == "someone@example.org"
-    assert "http://asye.test/sign-in/" in _parts(message)["text/plain"].get_content()
-    assert user.name in _parts(message)["text/html"].get_content()
+    assert "http://asye.test/sign-in/" in mime_parts(message)["text/plain"].get_content()
+    assert user.name in mime_parts(message)["text/html"].get_content()
 
 
 def _queue(count: int) -> list[int]:
@@ -166,8 +104,8 @@ def _queue(count: int) -> list[int]:
 
 
 def test_an_smtp_outage_loses_nothing_and_sends_each_once_after(app):
-    server = SMTPServer(_free_port(), Inbox())
-    _point_mail_at(app, server.port)  # nothing listens there yet
+    server = SMTPServer(free_port(), Inbox())
+    point_mail_at(app, server.port)  # nothing listens there yet
     ids = _queue(3)
     now = utcnow()
 
@@ -193,8 +131,8 @@ def test_an_smtp_outage_loses_nothing_and_sends_each_once_after(app):
 
 
 def test_two_senders_at_once_never_send_a_message_twice(app):
-    server = SMTPServer(_free_port(), Inbox(delay=0.005))
-    _point_mail_at(app, server.port)
+    server = SMTPServer(free_port(), Inbox(delay=0.005))
+    point_mail_at(app, server.port)
     ids = _queue(40)
     start = threading.Barrier(2)
     reports: list[notifications.SendReport] = []
@@ -231,8 +169,8 @@ def test_two_senders_at_once_never_send_a_message_twice(app):
 
 def test_a_message_that_keeps_failing_goes_dead_and_can_be_resent(app):
     app.config["MAIL_MAX_ATTEMPTS"] = 3
-    server = SMTPServer(_free_port(), Inbox())
-    _point_mail_at(app, server.port)
+    server = SMTPServer(free_port(), Inbox())
+    point_mail_at(app, server.port)
     [message_id] = _queue(1)
     now = utcnow()
     for hour in range(3):
@@ -287,7 +225,7 @@ def test_reminders_are_sent_once_each(smtp, programme, make_course, make_session
     assert subjects[2] == "Tomorrow: Care Act"
     assert len(inbox) == 3
     for message in inbox[1:]:
-        parts = _parts(message)
+        parts = mime_parts(message)
         for kind in ("text/plain", "text/html"):
             assert "https://teams.example/join/7" in parts[kind].get_content()
             assert "https://files.example/care-act.pdf" in parts[kind].get_content()
@@ -342,3 +280,34 @@ def test_the_background_worker_delivers_without_being_asked(app, smtp, make_user
         thread.join(timeout=20)
     assert not thread.is_alive()
     assert [m["To"] for m in smtp.inbox.messages] == ["worker@example.org"]
+
+
+def test_only_coordinators_see_undelivered_mail(client, make_nqsw):
+    sign_in(client, make_nqsw().user)
+    assert client.get("/coordinator/mail/undelivered").status_code == 403
+
+
+def test_coordinator_sees_undelivered_mail_and_sends_it_again(app, client, coordinator):
+    app.config["MAIL_MAX_ATTEMPTS"] = 1
+    server = SMTPServer(free_port(), Inbox())
+    point_mail_at(app, server.port)
+    [message_id] = _queue(1)
+    notifications.send_due()
+    assert db.session.get(OutboxMessage, message_id).status is MessageStatus.DEAD
+
+    sign_in(client, coordinator)
+    page = client.get("/coordinator/mail/undelivered").get_data(as_text=True)
+    assert "Message 0" in page
+    assert "person0@example.org" in page
+    assert "ConnectionRefusedError" in page
+
+    client.post(f"/coordinator/mail/{message_id}/resend")
+    assert notifications.dead_messages() == []
+    again = client.post(f"/coordinator/mail/{message_id}/resend", follow_redirects=True)
+    assert "already waiting to be sent" in again.get_data(as_text=True)
+    server.start()
+    try:
+        notifications.send_due()
+    finally:
+        server.stop()
+    assert server.inbox.ids() == [str(message_id)]
