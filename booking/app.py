@@ -63,7 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["MAIL_WORKER"] and not app.testing:
         from .worker import start_worker
 
-        app.extensions["mail_worker"] = start_worker(app)
+        app.extensions["mail_worker"], _ = start_worker(app)
     return app
 
 

@@ -101,7 +101,7 @@ def mail_remind_command() -> None:
 @mail_cli.command("worker")
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between rounds.")
 def mail_worker_command(interval: float) -> None:
-    """Send due mail and run the hourly jobs until interrupted."""
+    """Send due mail and run the periodic jobs (offers, reminders) until interrupted."""
     stop = threading.Event()
     try:
         worker.run_worker(current_app._get_current_object(), stop, interval=interval)  # type: ignore[attr-defined]

@@ -130,7 +130,7 @@ def _joining_sent_lately(booking: Booking, now: datetime) -> bool:
 def queue_reminders(now: datetime | None = None) -> int:
     """Queue joining details N days before each booked session and a reminder the day before.
 
-    Each message has a dedupe key, so running this often (the worker runs it hourly,
+    Each message has a dedupe key, so running this often (the worker runs it every 15 minutes,
     or ``flask mail remind`` nightly) sends each one once. Returns how many were queued.
     """
     now = now or utcnow()

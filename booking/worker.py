@@ -20,7 +20,8 @@ from .extensions import db
 
 log = logging.getLogger(__name__)
 
-JOBS_EVERY_SECONDS = 3600
+# Offers expire on the hour they are due, give or take this; reminders are deduplicated.
+JOBS_EVERY_SECONDS = 900
 
 
 def run_jobs() -> int:
@@ -30,7 +31,7 @@ def run_jobs() -> int:
 
 
 def run_worker(app: Flask, stop: threading.Event, *, interval: float) -> None:
-    """Send due mail every ``interval`` seconds, and run the jobs hourly, until ``stop`` is set."""
+    """Send due mail every ``interval`` seconds and run the jobs every 15 minutes, until stopped."""
     next_jobs = 0.0
     while not stop.is_set():
         with app.app_context():
@@ -47,7 +48,7 @@ def run_worker(app: Flask, stop: threading.Event, *, interval: float) -> None:
         stop.wait(interval)
 
 
-def start_worker(app: Flask) -> threading.Event:
+def start_worker(app: Flask) -> tuple[threading.Event, threading.Thread]:
     """Start the worker in a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     thread = threading.Thread(
@@ -58,4 +59,4 @@ def start_worker(app: Flask) -> threading.Event:
         daemon=True,
     )
     thread.start()
-    return stop
+    return stop, thread

@@ -268,9 +268,8 @@ def test_the_background_worker_delivers_without_being_asked(app, smtp, make_user
     make_user(email="worker@example.org")
     accounts.request_sign_in("worker@example.org")
     db.session.commit()
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run_worker, args=(app, stop), kwargs={"interval": 0.05})
-    thread.start()
+    app.config["MAIL_WORKER_INTERVAL"] = 0.05
+    stop, thread = worker.start_worker(app)
     try:
         deadline = time.monotonic() + 20
         while not smtp.inbox.messages and time.monotonic() < deadline:
