@@ -105,23 +105,31 @@ def test_moved_session_keeps_its_uid_and_raises_sequence(
 
 
 def test_cancelled_session_stays_as_cancelled_for_a_while(
-    client, programme, make_course, make_session, make_nqsw
+    client, programme, make_course, make_session, make_nqsw, make_user
 ):
     course = make_course(title="Mental Health Act")
     session = make_session(course, day=DAY)
     nqsw = make_nqsw()
     bookings.book_place(nqsw, session)
     token = calendar.issue_feed_token(nqsw.user)
+    manager = make_user(Role.EMPLOYER_CONTACT, employer=nqsw.employer)
+    manager_token = calendar.issue_feed_token(manager)
 
     bookings.cancel_session(session, reason="Trainer unwell")
 
-    for url in (f"/feeds/programme/{programme.slug}.ics", f"/feeds/nqsw/{token}.ics"):
+    for url in (
+        f"/feeds/programme/{programme.slug}.ics",
+        f"/feeds/course/{programme.slug}/{course.code}.ics",
+        f"/feeds/nqsw/{token}.ics",
+        f"/feeds/employer/{manager_token}.ics",
+    ):
         _, events, vevents, occurrences = _parse_all(_feed(client, url).data)
         event = events[session.uid]
         assert str(event["STATUS"]) == "CANCELLED"
         assert vevents[session.uid].status.value == "CANCELLED"
         assert str(event["SUMMARY"]).startswith("Cancelled: Mental Health Act")
         assert event["SEQUENCE"] >= 1
+        assert event["DTSTAMP"].dt == session.updated_at.replace(microsecond=0)
         assert occurrences[session.uid]["DTSTART"].dt == session.starts_at
     assert "Trainer unwell" in str(event["DESCRIPTION"])
 
