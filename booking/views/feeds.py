@@ -17,6 +17,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import calendar
 from .. import catalogue as catalogue_service
@@ -41,7 +42,7 @@ def _course(slug: str, code: str) -> Course:
     return course
 
 
-def _ics(feed: calendar.Feed, filename: str, *, private: bool) -> Response:
+def _ics(feed: calendar.Feed, filename: str, *, private: bool) -> BaseResponse:
     body = calendar.render_feed(feed)
     response = Response(body, mimetype="text/calendar")
     response.set_etag(hashlib.sha256(body).hexdigest())
