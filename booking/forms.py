@@ -31,9 +31,14 @@ from wtforms.validators import (
 from .models import CourseLength, EmployerOption
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class SignInForm(FlaskForm):
     email = EmailField(
         "Email address",
+        filters=[_strip],
         validators=[
             DataRequired("Enter your email address"),
             Email("Enter an email address like name@example.nhs.uk"),

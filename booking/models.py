@@ -6,6 +6,7 @@ import enum
 import math
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from flask_login import UserMixin
@@ -25,7 +26,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from .extensions import db
+from .extensions import Base, db
+
+# mypy cannot see through Flask-SQLAlchemy's dynamic db.Model; both are the same declarative base.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -144,7 +151,7 @@ class MessageStatus(enum.Enum):
     DEAD = "dead"
 
 
-class Programme(db.Model):
+class Programme(Model):
     """A programme year run by a host organisation, with its rules."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -186,7 +193,7 @@ class Programme(db.Model):
         return f"<Programme {self.slug}>"
 
 
-class Course(db.Model):
+class Course(Model):
     """A course in a programme's catalogue; it runs as (usually two) sessions a year."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -213,7 +220,7 @@ class Course(db.Model):
         return f"<Course {self.code}>"
 
 
-class Session(db.Model):
+class Session(Model):
     """One dated run of a course, with its capacity and joining details."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -277,7 +284,7 @@ class Session(db.Model):
         return f"<Session {self.id} {self.starts_at:%Y-%m-%d}>"
 
 
-class Employer(db.Model):
+class Employer(Model):
     """An organisation that employs NQSWs and enrols them on a programme."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -297,7 +304,7 @@ class Employer(db.Model):
         return f"<Employer {self.id}>"
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who signs in: coordinator, employer contact or NQSW."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -323,7 +330,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.id} {self.role.value}>"
 
 
-class NQSW(db.Model):
+class NQSW(Model):
     """A newly qualified social worker enrolled on a programme by their employer."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -363,7 +370,7 @@ class NQSW(db.Model):
         return f"<NQSW {self.id}>"
 
 
-class Booking(db.Model):
+class Booking(Model):
     """An NQSW's place on a session."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -406,7 +413,7 @@ class Booking(db.Model):
         return f"<Booking {self.id} {self.status.value}>"
 
 
-class WaitlistEntry(db.Model):
+class WaitlistEntry(Model):
     """An NQSW waiting for a place on a full session."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -435,7 +442,7 @@ class WaitlistEntry(db.Model):
     )
 
 
-class SignInToken(db.Model):
+class SignInToken(Model):
     """A single-use sign-in link; only its SHA-256 digest is kept."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -448,7 +455,7 @@ class SignInToken(db.Model):
     user: Mapped[User] = relationship()
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     """A mail message written in the same transaction as the change that causes it."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -479,7 +486,7 @@ class OutboxMessage(db.Model):
 # Calendar feeds
 
 
-class FeedToken(db.Model):
+class FeedToken(Model):
     """A secret calendar-feed link for one person; only its SHA-256 digest is kept."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -492,7 +499,7 @@ class FeedToken(db.Model):
     user: Mapped[User] = relationship()
 
 
-class InvitationThread(db.Model):
+class InvitationThread(Model):
     """The UID and SEQUENCE of the mailed invitation for one NQSW's place on one course.
 
     A booking, its moves to other dates and its cancellation are one calendar event in

@@ -259,9 +259,10 @@ class _InvitationMail(Message):
 
 
 def _as_mail(message: OutboxMessage) -> Message:
+    recipients: list[str | tuple[str, str]] = [*message.recipient_list]
     fields: dict[str, Any] = {
         "subject": message.subject,
-        "recipients": message.recipient_list,
+        "recipients": recipients,
         "body": message.text_body,
         "html": message.html_body or None,
         "extra_headers": {"X-ASYE-Message-Id": str(message.id)},

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
@@ -131,6 +131,8 @@ def sign_in(client: FlaskClient, user: User) -> FlaskClient:
     with client.session_transaction() as session:
         session["_user_id"] = str(user.id)
         session["_fresh"] = True
+    # Requests share the fixture's app context, so drop Flask-Login's cached user.
+    g.pop("_login_user", None)
     return client
 
 

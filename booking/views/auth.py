@@ -66,15 +66,14 @@ def sign_out() -> ResponseReturnValue:
     return redirect(url_for("catalogue.index"))
 
 
+DEMO_ROLE_ORDER = (Role.COORDINATOR, Role.EMPLOYER_CONTACT, Role.NQSW)
+
+
 def _demo_users() -> list[User]:
-    users = []
-    for role in (Role.COORDINATOR, Role.EMPLOYER_CONTACT, Role.NQSW):
-        user = db.session.scalar(
-            select(User).where(User.role == role, User.active.is_(True)).order_by(User.id).limit(1)
-        )
-        if user is not None:
-            users.append(user)
-    return users
+    users = db.session.scalars(
+        select(User).where(User.active.is_(True)).order_by(User.id).limit(12)
+    ).all()
+    return sorted(users, key=lambda u: DEMO_ROLE_ORDER.index(u.role))
 
 
 @bp.post("/demo/sign-in/<int:user_id>")

@@ -85,7 +85,7 @@ def move(booking_id: int) -> ResponseReturnValue:
             f" ({s.places_left} places left)",
         )
         for s in options
-        if s.id != booking.session_id
+        if s.id != booking.session_id and s.places_left > 0
     ]
     if form.validate_on_submit():
         target = db.get_or_404(Session, form.session_id.data)
