@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import current_app, render_template
 from flask_mail import Attachment, Connection, Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from .errors import BookingError
 from .extensions import db
@@ -28,6 +28,7 @@ from .models import (
     BookingStatus,
     MessageStatus,
     OutboxMessage,
+    Programme,
     Session,
     SessionStatus,
     utcnow,
@@ -40,8 +41,6 @@ MAX_ATTEMPTS = 10
 # A claim outlives any one delivery: connecting, then each SMTP step, time out sooner.
 CLAIM_SECONDS = 600
 SMTP_TIMEOUT = 60
-# Reminders look this far ahead; programmes send joining details at most this early.
-MAX_JOINING_DAYS = 14
 # No day-before reminder within this time of the joining details.
 REMINDER_GAP = timedelta(hours=20)
 
@@ -135,6 +134,8 @@ def queue_reminders(now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     today = now.astimezone(LONDON).date()
+    # Look as far ahead as the programme that sends joining details earliest.
+    days_ahead = db.session.scalar(select(func.max(Programme.joining_info_days_before))) or 0
     rows = db.session.scalars(
         select(Booking)
         .join(Session, Booking.session_id == Session.id)
@@ -142,7 +143,7 @@ def queue_reminders(now: datetime | None = None) -> int:
             Booking.status == BookingStatus.BOOKED,
             Session.status == SessionStatus.SCHEDULED,
             Session.starts_at > now,
-            Session.starts_at < now + timedelta(days=MAX_JOINING_DAYS + 2),
+            Session.starts_at < now + timedelta(days=max(days_ahead, 1) + 2),
         )
         .order_by(Session.starts_at, Booking.id)
     ).all()

@@ -310,3 +310,16 @@ def test_coordinator_sees_undelivered_mail_and_sends_it_again(app, client, coord
     finally:
         server.stop()
     assert server.inbox.ids() == [str(message_id)]
+
+
+def test_joining_details_follow_the_programme_setting(
+    programme, make_course, make_session, make_nqsw
+):
+    now = utcnow()
+    session = make_session(make_course(), day=(now + timedelta(days=5)).date())
+    bookings.book_place(make_nqsw(), session)
+
+    assert notifications.queue_reminders(now=now) == 0  # default: 3 days before
+    programme.joining_info_days_before = 5
+    db.session.commit()
+    assert notifications.queue_reminders(now=now) == 1
