@@ -18,7 +18,9 @@ from typing import Any
 from flask import current_app, render_template
 from flask_mail import Attachment, Connection, Message
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from .calendar import invitation
 from .errors import BookingError
 from .extensions import db
 from .models import (
@@ -95,9 +97,6 @@ def queue_invitation(
     **context: Any,
 ) -> OutboxMessage | None:
     """Queue a booking message to an NQSW with the calendar invitation (or cancellation)."""
-    # Imported here: calendar's token helpers sit beside modules that import this one.
-    from .calendar import invitation
-
     method = "CANCEL" if cancel else "REQUEST"
     return queue_message(
         kind,
@@ -114,6 +113,15 @@ def queue_invitation(
 
 def _day(day: date) -> str:
     return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _queue_once(kind: str, to: str, subject: str, **fields: Any) -> bool:
+    """Queue a deduplicated message; return False if it exists, even if written just now."""
+    try:
+        with db.session.begin_nested():  # another run may write the same key at once
+            return queue_message(kind, to, subject, **fields) is not None
+    except IntegrityError:
+        return False
 
 
 def _joining_sent_lately(booking: Booking, now: datetime) -> bool:
@@ -152,7 +160,7 @@ def queue_reminders(now: datetime | None = None) -> int:
         session, nqsw = booking.session, booking.nqsw
         days_before = session.course.programme.joining_info_days_before
         if session.local_date <= today + timedelta(days=days_before):
-            joining = queue_message(
+            queued += _queue_once(
                 "joining_info",
                 nqsw.email,
                 f"Joining details: {session.course.title}, {_day(session.local_date)}",
@@ -160,12 +168,10 @@ def queue_reminders(now: datetime | None = None) -> int:
                 session=session,
                 nqsw=nqsw,
             )
-            queued += joining is not None
-            db.session.flush()  # the next dedupe check must see this row
         if session.local_date == today + timedelta(days=1) and not _joining_sent_lately(
             booking, now
         ):
-            reminder = queue_message(
+            queued += _queue_once(
                 "session_reminder",
                 nqsw.email,
                 f"Tomorrow: {session.course.title}",
@@ -173,8 +179,6 @@ def queue_reminders(now: datetime | None = None) -> int:
                 session=session,
                 nqsw=nqsw,
             )
-            queued += reminder is not None
-            db.session.flush()
     db.session.commit()
     return queued
 

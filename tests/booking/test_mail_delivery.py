@@ -323,3 +323,36 @@ def test_joining_details_follow_the_programme_setting(
     programme.joining_info_days_before = 5
     db.session.commit()
     assert notifications.queue_reminders(now=now) == 1
+
+
+def test_two_reminder_runs_at_once_queue_each_message_once(
+    app, programme, make_course, make_session, make_nqsw
+):
+    now = utcnow()
+    for _ in range(5):
+        session = make_session(make_course(), day=(now + timedelta(days=2)).date())
+        bookings.book_place(make_nqsw(), session)
+    start = threading.Barrier(2)
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                start.wait()
+                counts.append(notifications.queue_reminders(now=now))
+            except BaseException as error:  # surfaced below, not lost in the thread
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sum(counts) == 5
+    kinds = db.session.scalars(select(OutboxMessage.kind)).all()
+    assert kinds.count("joining_info") == 5
