@@ -149,6 +149,14 @@ def register_employer(
 
 def update_employer(employer: Employer, **fields: object) -> Employer:
     """Change an employer's details."""
+    name = str(fields.get("name", employer.name)).strip()
+    clash = db.session.scalar(
+        select(Employer.id).where(Employer.name == name, Employer.id != employer.id)
+    )
+    if clash is not None:
+        raise InvalidInput(f"An employer called {name} is already registered.", field="name")
+    if "name" in fields:
+        fields["name"] = name
     for key, value in fields.items():
         if key == "billing_email" and isinstance(value, str):
             value = normalise_email(value)

@@ -206,9 +206,9 @@ def create_programme(**fields: object) -> Programme:
     if unknown:
         raise InvalidInput(f"Unknown programme field(s): {', '.join(sorted(unknown))}.")
     programme = Programme(**fields)
-    db.session.add(programme)
-    db.session.flush()
+    # Checked before it joins the session, so a bad date or taken slug is a message, not a crash.
     _check_programme(programme)
+    db.session.add(programme)
     db.session.commit()
     return programme
 
@@ -221,7 +221,9 @@ def update_programme(programme: Programme, **fields: object) -> Programme:
     for key, value in fields.items():
         setattr(programme, key, value)
     try:
-        _check_programme(programme)
+        # Without autoflush the check's query cannot trip the table's own constraints first.
+        with db.session.no_autoflush:
+            _check_programme(programme)
     except InvalidInput:
         db.session.rollback()
         raise
@@ -334,6 +336,8 @@ def _tell_attendees_of_change(session: Session, changed: set[str]) -> None:
 
 def seed_pack_courses(programme: Programme) -> list[Course]:
     """Add the programme pack's eleven courses to an empty programme."""
+    if programme.courses:
+        raise InvalidInput("This programme already has courses; add any others one by one.")
     courses = [
         Course(
             programme=programme,

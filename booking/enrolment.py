@@ -240,6 +240,8 @@ def import_csv(
 
 def withdraw_nqsw(nqsw: NQSW) -> NQSW:
     """Withdraw an NQSW from the programme; their future bookings are cancelled."""
+    if nqsw.withdrawn_at is not None:
+        raise InvalidInput(f"{nqsw.name} has already been withdrawn.")
     now = utcnow()
     for booking in live_bookings(nqsw):
         if booking.session.starts_at > now:

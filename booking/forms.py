@@ -11,6 +11,7 @@ from wtforms import (
     EmailField,
     IntegerField,
     RadioField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -114,7 +115,7 @@ class EmployerForm(FlaskForm):
     )
     option = RadioField(
         "Programme option",
-        choices=[(o.value, o.label) for o in EmployerOption],
+        choices=[SelectChoice(o.value, o.label) for o in EmployerOption],
         validators=[InputRequired("Choose the employer's option")],
     )
     billing_name = StringField("Billing name", validators=[Optional(), Length(max=200)])
@@ -201,7 +202,7 @@ class CourseForm(FlaskForm):
     description = TextAreaField("Description", validators=[Optional(), Length(max=4000)])
     length = RadioField(
         "Length",
-        choices=[(length.value, length.label) for length in CourseLength],
+        choices=[SelectChoice(length.value, length.label) for length in CourseLength],
         validators=[InputRequired("Choose half day or full day")],
     )
     optional = BooleanField("Optional workshop")
@@ -240,3 +241,23 @@ class SessionForm(FlaskForm):
 
 class BookForSomeoneForm(FlaskForm):
     nqsw_id = SelectField("NQSW", coerce=int, validators=[InputRequired("Choose an NQSW")])
+
+
+class NQSWDetailsForm(FlaskForm):
+    asye_start = DateField(
+        "ASYE start date", validators=[InputRequired("Enter the ASYE start date as YYYY-MM-DD")]
+    )
+    fte = DecimalField(
+        "Full-time equivalent (FTE)",
+        places=2,
+        validators=[
+            InputRequired("Enter the FTE, for example 1 or 0.6"),
+            NumberRange(min=0.01, max=1, message="FTE must be more than 0 and at most 1"),
+        ],
+    )
+    assessor_email = EmailField(
+        "ASYE assessor's email", validators=[Optional(), Email("Enter a valid email address")]
+    )
+    line_manager_email = EmailField(
+        "Line manager's email", validators=[Optional(), Email("Enter a valid email address")]
+    )

@@ -282,8 +282,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(minutes=min(2 ** max(attempts - 1, 0), 6 * 60))
 
 
-def max_attempts() -> int:
-    """Return how many tries a message gets before it is marked dead."""
+def _max_attempts() -> int:
     return int(current_app.config.get("MAIL_MAX_ATTEMPTS", MAX_ATTEMPTS))
 
 
@@ -313,7 +312,7 @@ def send_due(limit: int = 100, now: datetime | None = None) -> SendReport:
                 _close(connection)
                 connection = None
                 message.last_error = f"{type(error).__name__}: {error}"[:500]
-                if message.attempts >= max_attempts():
+                if message.attempts >= _max_attempts():
                     message.status = MessageStatus.DEAD
                     report.dead += 1
                 else:
@@ -329,17 +328,6 @@ def send_due(limit: int = 100, now: datetime | None = None) -> SendReport:
     finally:
         _close(connection)
     return report
-
-
-def dead_messages() -> list[OutboxMessage]:
-    """Return the messages that gave up, newest first, for the coordinator to resend."""
-    return list(
-        db.session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.status == MessageStatus.DEAD)
-            .order_by(OutboxMessage.id.desc())
-        )
-    )
 
 
 def resend(message: OutboxMessage) -> None:

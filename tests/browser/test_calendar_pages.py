@@ -1,4 +1,4 @@
-"""Calendar and undelivered-mail pages in a real browser, checked with axe-core."""
+"""Calendar pages in a real browser, checked with axe-core."""
 
 from __future__ import annotations
 
@@ -40,11 +40,3 @@ def test_nqsw_gets_and_resets_a_calendar_link(page, live_app):
     assert "old link" in page.locator(".nhsuk-notification-banner").inner_text()
     assert_accessible(page)
     assert page.request.get(webcal.replace("webcal://", "http://")).status == 404
-
-
-def test_coordinator_undelivered_mail_page(page, live_app):
-    _app, base = live_app
-    demo_sign_in(page, base, re.compile("Sam Coordinator"))
-    page.get_by_role("link", name="Undelivered mail").click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Undelivered mail"
-    assert_accessible(page)
