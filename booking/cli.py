@@ -12,15 +12,16 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from tqdm import tqdm
 
-from . import accounts, bookings, demo, enrolment, notifications, worker
+from . import accounts, attendance, bookings, catalogue, demo, enrolment, notifications, worker
 from .errors import BookingError, ImportRejected
 from .extensions import db
-from .models import Employer, Programme, Role
+from .models import AttendanceStatus, Employer, Programme, Role
 
 bookings_cli = AppGroup("bookings", help="Waiting lists and bookings.")
 import_cli = AppGroup("import", help="Import records from files.")
 users_cli = AppGroup("users", help="Accounts.")
 mail_cli = AppGroup("mail", help="The outbox: send, remind and the background worker.")
+attendance_cli = AppGroup("attendance", help="Attendance reports and alerts.")
 
 
 @click.command("seed-demo")
@@ -109,6 +110,60 @@ def mail_worker_command(interval: float) -> None:
         stop.set()
 
 
+@attendance_cli.command("report")
+@click.option("--programme", "programme_slug", help="Programme short name (default: current).")
+@click.option("--employer", "employer_id", type=int, help="Only this employer's NQSWs.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in AttendanceStatus]),
+    help="Only NQSWs with this status.",
+)
+@click.option("--course", "course_code", help="Only NQSWs expected on this course.")
+@click.option(
+    "--sort", type=click.Choice(sorted(attendance.SORT_KEYS)), default="name", show_default=True
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+def attendance_report_command(
+    programme_slug: str | None,
+    employer_id: int | None,
+    status: str | None,
+    course_code: str | None,
+    sort: str,
+    as_csv: bool,
+) -> None:
+    """Print each NQSW's attendance rate, best reachable rate and status."""
+    programme = (
+        catalogue.programme_by_slug(programme_slug, published_only=False)
+        if programme_slug
+        else catalogue.current_programme()
+    )
+    if programme is None:
+        click.echo("No such programme.", err=True)
+        sys.exit(1)
+    employer = db.session.get(Employer, employer_id) if employer_id else None
+    course = catalogue.course_by_code(programme, course_code) if course_code else None
+    if (employer_id and employer is None) or (course_code and course is None):
+        click.echo("No such employer or course.", err=True)
+        sys.exit(1)
+    items = attendance.programme_attendance(
+        programme,
+        employer=employer,
+        status=AttendanceStatus(status) if status else None,
+        course=course,
+        sort=sort,
+    )
+    if as_csv:
+        click.echo(attendance.rates_csv(items), nl=False)
+        return
+    click.echo(attendance.report_table(programme, items))
+
+
+@attendance_cli.command("alerts")
+def attendance_alerts_command() -> None:
+    """Queue mail for NQSWs whose attendance status worsened since the last run."""
+    click.echo(f"{attendance.send_status_alerts()} attendance alert(s) queued.")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the commands to ``flask``."""
     app.cli.add_command(seed_demo_command)
@@ -116,3 +171,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(import_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(mail_cli)
+    app.cli.add_command(attendance_cli)

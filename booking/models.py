@@ -516,3 +516,125 @@ class InvitationThread(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("nqsw_id", "course_id"),)
+
+
+# Attendance
+
+
+class AttendanceMark(enum.Enum):
+    PRESENT = "present"
+    LATE = "late"
+    LEFT_EARLY = "left_early"
+    ABSENT = "absent"
+    ABSENT_APOLOGY = "absent_apology"
+
+    @property
+    def label(self) -> str:
+        return {
+            AttendanceMark.PRESENT: "Present",
+            AttendanceMark.LATE: "Late",
+            AttendanceMark.LEFT_EARLY: "Left early",
+            AttendanceMark.ABSENT: "Absent",
+            AttendanceMark.ABSENT_APOLOGY: "Absent with apology",
+        }[self]
+
+
+class MarkSource(enum.Enum):
+    MANUAL = "manual"
+    TEAMS = "teams"
+
+
+class AttendanceStatus(enum.Enum):
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    CANNOT_REACH = "cannot_reach"
+
+    @property
+    def label(self) -> str:
+        return {
+            AttendanceStatus.ON_TRACK: "On track",
+            AttendanceStatus.AT_RISK: "At risk",
+            AttendanceStatus.CANNOT_REACH: "Cannot reach",
+        }[self]
+
+    @property
+    def severity(self) -> int:
+        return list(AttendanceStatus).index(self)
+
+
+class AttendanceSettings(db.Model):
+    """A programme's counting rules; the threshold and minimum share live on Programme."""
+
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), primary_key=True)
+    late_counts_as_attended: Mapped[bool] = mapped_column(default=True)
+    apology_excuses: Mapped[bool] = mapped_column(default=False)
+    late_cancellation_counts_as_missed: Mapped[bool] = mapped_column(default=True)
+
+
+class AttendanceRecord(db.Model):
+    """One NQSW's mark on one session's register."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("session.id"), index=True)
+    nqsw_id: Mapped[int] = mapped_column(ForeignKey("nqsw.id"), index=True)
+    mark: Mapped[AttendanceMark] = mapped_column(_enum(AttendanceMark, "attendance_mark"))
+    minutes_attended: Mapped[int | None] = mapped_column(default=None)
+    source: Mapped[MarkSource] = mapped_column(
+        _enum(MarkSource, "mark_source"), default=MarkSource.MANUAL
+    )
+    # Rises on every change; an update names the version it read (optimistic lock).
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), default=None)
+
+    session: Mapped[Session] = relationship()
+    nqsw: Mapped[NQSW] = relationship()
+    updated_by: Mapped[User | None] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "nqsw_id"),
+        CheckConstraint("minutes_attended IS NULL OR minutes_attended >= 0", name="minutes_ok"),
+    )
+
+
+class AttendanceChange(db.Model):
+    """The audit trail of a register: who changed which mark, when, from what to what."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("attendance_record.id"), index=True)
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), default=None)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[MarkSource] = mapped_column(_enum(MarkSource, "mark_source"))
+    old_mark: Mapped[AttendanceMark | None] = mapped_column(
+        _enum(AttendanceMark, "old_mark"), default=None
+    )
+    new_mark: Mapped[AttendanceMark] = mapped_column(_enum(AttendanceMark, "new_mark"))
+    old_minutes: Mapped[int | None] = mapped_column(default=None)
+    new_minutes: Mapped[int | None] = mapped_column(default=None)
+
+    record: Mapped[AttendanceRecord] = relationship()
+    changed_by: Mapped[User | None] = relationship()
+
+
+class UnmatchedAttendee(db.Model):
+    """A person in a Teams attendance report who matched no NQSW, until resolved."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("session.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), default="")
+    minutes: Mapped[int] = mapped_column(default=0)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    resolved_nqsw_id: Mapped[int | None] = mapped_column(ForeignKey("nqsw.id"), default=None)
+
+    session: Mapped[Session] = relationship()
+
+
+class AttendanceAlert(db.Model):
+    """The last attendance status each NQSW was told about, so alerts go once per change."""
+
+    nqsw_id: Mapped[int] = mapped_column(ForeignKey("nqsw.id"), primary_key=True)
+    status: Mapped[AttendanceStatus] = mapped_column(_enum(AttendanceStatus, "attendance_status"))
+    changes: Mapped[int] = mapped_column(default=0)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -104,6 +104,13 @@ def app(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     else:
         uri = request.getfixturevalue("postgres_url")
     application = create_app(_config(uri, tmp_path))
+
+    # The fixture keeps an app context pushed and Flask reuses it for test requests,
+    # so Flask-Login's cached user in ``g`` would leak from one request to the next.
+    @application.before_request
+    def _forget_cached_user() -> None:
+        g.pop("_login_user", None)
+
     with application.app_context():
         yield application
         db.session.remove()
@@ -131,8 +138,6 @@ def sign_in(client: FlaskClient, user: User) -> FlaskClient:
     with client.session_transaction() as session:
         session["_user_id"] = str(user.id)
         session["_fresh"] = True
-    # Requests share the fixture's app context, so drop Flask-Login's cached user.
-    g.pop("_login_user", None)
     return client
 
 

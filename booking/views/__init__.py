@@ -45,7 +45,7 @@ def attach_error(form: FlaskForm, error: BookingError) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to the app."""
-    from . import api, auth, catalogue, coordinator, employer, feeds, my
+    from . import api, attendance, auth, catalogue, coordinator, employer, feeds, my
 
-    for module in (catalogue, auth, my, employer, coordinator, api, feeds):
+    for module in (catalogue, auth, my, employer, coordinator, api, attendance, feeds):
         app.register_blueprint(module.bp)

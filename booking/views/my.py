@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from .. import bookings as service
 from ..extensions import db
@@ -79,7 +80,7 @@ def move(booking_id: int) -> ResponseReturnValue:
     options = next(c.options for c in plan.courses if c.course.id == booking.course_id)
     form = MoveForm()
     form.session_id.choices = [
-        (
+        SelectChoice(
             s.id,
             f"{s.local_start:%A %-d %B %Y, %H:%M}–{s.local_end:%H:%M}"
             f" ({s.places_left} places left)",

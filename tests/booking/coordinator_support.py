@@ -4,27 +4,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
-import pytest
-from flask import Flask, g
 from werkzeug.test import TestResponse
-
-
-@pytest.fixture(autouse=True)
-def fresh_login(app: Flask) -> Iterator[None]:
-    """Load the signed-in user afresh for every request.
-
-    The ``app`` fixture keeps an application context pushed, and Flask reuses it for
-    test requests, so Flask-Login's cached user in ``g`` would leak from one request
-    (and one signed-in person) to the next.
-    """
-
-    @app.before_request
-    def _forget_cached_user() -> None:
-        g.pop("_login_user", None)
-
-    yield
 
 
 def field_error(response: TestResponse, field_id: str) -> str:

@@ -18,7 +18,7 @@ from booking.models import (
 )
 
 from ..conftest import FUTURE, sign_in
-from .coordinator_support import field_error, fresh_login  # noqa: F401
+from .coordinator_support import field_error
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from booking.extensions import db
 from booking.models import Booking, BookingSource, BookingStatus, OutboxMessage
 
 from ..conftest import FUTURE, sign_in
-from .coordinator_support import field_error, fresh_login  # noqa: F401
+from .coordinator_support import field_error
 
 
 def test_nqsw_page_shows_details_and_training_plan(

@@ -11,7 +11,7 @@ from booking.models import MessageStatus, OutboxMessage, Role, User
 from booking.views.coordinator import linkify
 
 from ..conftest import sign_in
-from .coordinator_support import field_error, fresh_login  # noqa: F401
+from .coordinator_support import field_error
 
 
 def test_invite_a_contact_whose_sign_in_link_works(app, client, coordinator, make_employer):

@@ -11,7 +11,6 @@ from booking.extensions import db
 from booking.models import OutboxMessage, Role
 
 from ..conftest import london, sign_in
-from .coordinator_support import fresh_login  # noqa: F401
 
 
 @pytest.fixture

@@ -75,11 +75,9 @@ def test_every_booking_message_arrives_once_with_bothparts(
     assert notifications.send_due().sent == 0
 
 
-def test_invoice_and_attendance_templates_render_with_documented_context(
+def test_invoice_templates_render_with_documented_context(
     smtp,
-    make_nqsw,
 ):
-    nqsw = make_nqsw(name="Nia Worker")
     common = {"employer_name": "Northshire Council", "invoice_number": "ASYE-0007"}
     notifications.queue_message(
         "invoice_issued",
@@ -108,16 +106,6 @@ def test_invoice_and_attendance_templates_render_with_documented_context(
         days_overdue=1,
         **common,
     )
-    notifications.queue_message(
-        "attendance_status_changed",
-        [nqsw.email, nqsw.assessor_email],
-        "Attendance: at risk",
-        nqsw=nqsw,
-        status="at risk",
-        previous_status="on track",
-        attended_percent=60,
-        threshold_percent=75,
-    )
     db.session.commit()
     notifications.send_due()
 
@@ -131,6 +119,3 @@ def test_invoice_and_attendance_templates_render_with_documented_context(
         assert "20 January 2027" in body["Paid: ASYE-0007"]
         assert "1 day overdue" in body["Overdue: ASYE-0007"]
         assert "£350.00" in body["Overdue: ASYE-0007"]
-        assert "Nia Worker" in body["Attendance: at risk"]
-        assert "60%" in body["Attendance: at risk"]
-    assert inbox["Attendance: at risk"]["To"].count("@") == 2
