@@ -62,6 +62,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_commands(app)
     _load_plugins(app)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", logging.INFO))
+    if app.config["MAIL_WORKER"] and not app.testing:
+        from .worker import start_worker
+
+        app.extensions["mail_worker"], _ = start_worker(app)
     return app
 
 

@@ -41,7 +41,7 @@ from .models import (
     WaitStatus,
     utcnow,
 )
-from .notifications import queue_message
+from .notifications import queue_invitation, queue_message
 
 
 def rules_for(programme: Programme) -> ProtectedTime:
@@ -224,13 +224,12 @@ def book_place(
     _take_place(session)
     booking = _add_booking(nqsw, session, by, source)
     _close_waiting(nqsw, session, now)
-    queue_message(
+    queue_invitation(
         "booking_confirmed",
-        nqsw.email,
+        nqsw,
+        session,
         f"Booked: {session.course.title}, {_fmt_day(session.local_date)}",
         booking=booking,
-        session=session,
-        nqsw=nqsw,
     )
     db.session.commit()
     return booking
@@ -280,12 +279,13 @@ def cancel_booking(
     booking.cancelled_at = now
     booking.late_cancellation = is_late(session, now)
     _free_place(session, now)
-    queue_message(
+    queue_invitation(
         "booking_cancelled",
-        booking.nqsw.email,
+        booking.nqsw,
+        session,
         f"Cancelled: {session.course.title}, {_fmt_day(session.local_date)}",
+        cancel=True,
         booking=booking,
-        session=session,
     )
     db.session.commit()
     return booking
@@ -324,13 +324,13 @@ def move_booking(
     booking.moved_to_id = new.id
     _close_waiting(nqsw, target, now)
     _free_place(old, now)
-    queue_message(
+    queue_invitation(
         "booking_moved",
-        nqsw.email,
+        nqsw,
+        target,
         f"Moved: {target.course.title}, now {_fmt_day(target.local_date)}",
         booking=new,
         old_session=old,
-        session=target,
     )
     db.session.commit()
     return new
@@ -411,13 +411,12 @@ def accept_offer(entry: WaitlistEntry, *, now: datetime | None = None) -> Bookin
     _check_bookable(nqsw, session, now)
     check_protected_time(nqsw, session)
     booking = _add_booking(nqsw, session, None, BookingSource.WAITING_LIST)
-    queue_message(
+    queue_invitation(
         "booking_confirmed",
-        nqsw.email,
+        nqsw,
+        session,
         f"Booked: {session.course.title}, {_fmt_day(session.local_date)}",
         booking=booking,
-        session=session,
-        nqsw=nqsw,
     )
     db.session.commit()
     return booking
@@ -463,12 +462,13 @@ def cancel_session(
         if booking.status is BookingStatus.BOOKED:
             booking.status = BookingStatus.CANCELLED
             booking.cancelled_at = now
-            queue_message(
+            queue_invitation(
                 "session_cancelled",
-                booking.nqsw.email,
+                booking.nqsw,
+                session,
                 f"Cancelled by the programme: {session.course.title}, "
                 f"{_fmt_day(session.local_date)}",
-                session=session,
+                cancel=True,
                 reason=reason,
                 other_dates=bookable_alternatives(session),
             )

@@ -21,7 +21,7 @@ from .models import (
     SessionStatus,
     utcnow,
 )
-from .notifications import queue_message
+from .notifications import queue_invitation
 
 # The Pan-London NHS Trust ASYE programme pack's courses, in its order.
 PACK_COURSES: tuple[tuple[str, str, CourseLength, bool, str], ...] = (
@@ -323,12 +323,13 @@ def update_session(session: Session, **fields: object) -> Session:
 def _tell_attendees_of_change(session: Session, changed: set[str]) -> None:
     for booking in session.bookings:
         if booking.status is BookingStatus.BOOKED:
-            queue_message(
+            queue_invitation(
                 "session_changed",
-                booking.nqsw.email,
+                booking.nqsw,
+                session,
                 f"Changed: {session.course.title}, {session.local_date:%a} "
                 f"{session.local_date.day} {session.local_date:%b %Y}",
-                session=session,
+                cancel=session.is_cancelled,
                 changed=sorted(changed),
             )
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 from tqdm import tqdm
 
-from . import accounts, allocation, attendance, bookings, catalogue, demo, enrolment
+from . import (
+    accounts,
+    allocation,
+    attendance,
+    bookings,
+    catalogue,
+    demo,
+    enrolment,
+    notifications,
+    worker,
+)
 from .errors import BookingError, ImportRejected
 from .extensions import db
 from .models import AttendanceStatus, Employer, Programme, ProposalStatus, Role
@@ -19,6 +30,7 @@ from .models import AttendanceStatus, Employer, Programme, ProposalStatus, Role
 bookings_cli = AppGroup("bookings", help="Waiting lists and bookings.")
 import_cli = AppGroup("import", help="Import records from files.")
 users_cli = AppGroup("users", help="Accounts.")
+mail_cli = AppGroup("mail", help="The outbox: send, remind and the background worker.")
 attendance_cli = AppGroup("attendance", help="Attendance reports and alerts.")
 
 
@@ -76,6 +88,36 @@ def add_coordinator_command(email: str, name: str) -> None:
         sys.exit(1)
     db.session.commit()
     click.echo(f"Coordinator {email} created.")
+
+
+@mail_cli.command("send")
+@click.option("--limit", default=500, show_default=True, help="Most messages to send.")
+def mail_send_command(limit: int) -> None:
+    """Deliver due outbox messages, retrying failures with back-off."""
+    if not current_app.config.get("MAIL_DELIVER"):
+        click.echo("MAIL_DELIVER is off: messages stay in the outbox.", err=True)
+        sys.exit(1)
+    report = notifications.send_due(limit=limit)
+    click.echo(f"Sent {report.sent}, failed {report.failed} (will retry), dead {report.dead}.")
+    if report.failed or report.dead:
+        sys.exit(2)
+
+
+@mail_cli.command("remind")
+def mail_remind_command() -> None:
+    """Queue joining details and day-before reminders (each is sent once; run it nightly)."""
+    click.echo(f"Queued {notifications.queue_reminders()} reminder message(s).")
+
+
+@mail_cli.command("worker")
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between rounds.")
+def mail_worker_command(interval: float) -> None:
+    """Send due mail and run the periodic jobs (offers, reminders) until interrupted."""
+    stop = threading.Event()
+    try:
+        worker.run_worker(current_app._get_current_object(), stop, interval=interval)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        stop.set()
 
 
 @attendance_cli.command("report")
@@ -224,5 +266,6 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(bookings_cli)
     app.cli.add_command(import_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(mail_cli)
     app.cli.add_command(attendance_cli)
     app.cli.add_command(allocate_command)

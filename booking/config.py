@@ -41,6 +41,12 @@ def from_environment() -> dict[str, Any]:
         ),
         # With no SMTP server configured, mail stays in the outbox for the coordinator to read.
         "MAIL_DELIVER": _bool("MAIL_DELIVER", "MAIL_SERVER" in os.environ),
+        # Run the outbox sender and the reminder job in a thread of the web process.
+        "MAIL_WORKER": _bool("MAIL_WORKER", False),
+        "MAIL_WORKER_INTERVAL": float(os.environ.get("MAIL_WORKER_INTERVAL", "30")),
+        "MAIL_MAX_ATTEMPTS": int(os.environ.get("MAIL_MAX_ATTEMPTS", "10")),
+        # How long a cancelled session stays in calendar feeds as STATUS:CANCELLED.
+        "CALENDAR_KEEP_CANCELLED_DAYS": int(os.environ.get("CALENDAR_KEEP_CANCELLED_DAYS", "30")),
         "SIGN_IN_LINK_MINUTES": int(os.environ.get("SIGN_IN_LINK_MINUTES", "30")),
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY"),
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET"),

@@ -483,6 +483,41 @@ class OutboxMessage(Model):
         return [r for r in self.recipients.split(",") if r]
 
 
+# Calendar feeds
+
+
+class FeedToken(Model):
+    """A secret calendar-feed link for one person; only its SHA-256 digest is kept."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The feed follows the person's role: an NQSW's bookings or their employer's NQSWs.
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    user: Mapped[User] = relationship()
+
+
+class InvitationThread(Model):
+    """The UID and SEQUENCE of the mailed invitation for one NQSW's place on one course.
+
+    A booking, its moves to other dates and its cancellation are one calendar event in
+    the NQSW's mailbox, so each change is a higher SEQUENCE on the same UID.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nqsw_id: Mapped[int] = mapped_column(ForeignKey("nqsw.id"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id"))
+    uid: Mapped[str] = mapped_column(
+        String(80), unique=True, default=lambda: f"invite-{uuid.uuid4()}@asye-training"
+    )
+    sequence: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("nqsw_id", "course_id"),)
+
+
 # Attendance
 
 

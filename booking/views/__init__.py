@@ -45,7 +45,7 @@ def attach_error(form: FlaskForm, error: BookingError) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to the app."""
-    from . import allocation, api, attendance, auth, catalogue, coordinator, employer, my
+    from . import allocation, api, attendance, auth, catalogue, coordinator, employer, feeds, my
 
-    for module in (catalogue, auth, my, employer, coordinator, allocation, api, attendance):
+    for module in (catalogue, auth, my, employer, coordinator, allocation, api, attendance, feeds):
         app.register_blueprint(module.bp)
