@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, time, timedelta
+from datetime import time, timedelta
 
 import pytest
 
@@ -73,49 +73,3 @@ def test_every_booking_message_arrives_once_with_bothparts(
         assert "<html" in parts["text/html"].get_content()
     # A second round sends nothing again.
     assert notifications.send_due().sent == 0
-
-
-def test_invoice_templates_render_with_documented_context(
-    smtp,
-):
-    common = {"employer_name": "Northshire Council", "invoice_number": "ASYE-0007"}
-    notifications.queue_message(
-        "invoice_issued",
-        "finance@employer.example",
-        "Invoice ASYE-0007",
-        amount_pence=123456,
-        due_on=date(2027, 2, 1),
-        po_number="PO-99",
-        invoice_url="http://asye.test/employer/invoices/7",
-        **common,
-    )
-    notifications.queue_message(
-        "invoice_paid",
-        "finance@employer.example",
-        "Paid: ASYE-0007",
-        amount_pence=123456,
-        paid_on=date(2027, 1, 20),
-        **common,
-    )
-    notifications.queue_message(
-        "invoice_overdue",
-        "finance@employer.example",
-        "Overdue: ASYE-0007",
-        amount_pence=35000,
-        due_on=date(2027, 2, 1),
-        days_overdue=1,
-        **common,
-    )
-    db.session.commit()
-    notifications.send_due()
-
-    inbox = _by_subject(smtp.inbox.messages)
-    texts = {s: mime_parts(m)["text/plain"].get_content() for s, m in inbox.items()}
-    htmls = {s: mime_parts(m)["text/html"].get_content() for s, m in inbox.items()}
-    for body in (texts, htmls):
-        assert "£1,234.56" in body["Invoice ASYE-0007"]
-        assert "1 February 2027" in body["Invoice ASYE-0007"]
-        assert "PO-99" in body["Invoice ASYE-0007"]
-        assert "20 January 2027" in body["Paid: ASYE-0007"]
-        assert "1 day overdue" in body["Overdue: ASYE-0007"]
-        assert "£350.00" in body["Overdue: ASYE-0007"]
