@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from booking.extensions import db
@@ -71,7 +72,7 @@ def test_coordinator_takes_a_register_and_imports_teams(
     demo_sign_in(page, base, re.compile("Sam Coordinator"))
     page.get_by_role("link", name="Attendance").first.click()
     assert page.get_by_role("heading", level=1).inner_text() == "Attendance"
-    assert page.locator("#chart-by-session").is_visible()
+    expect(page.locator("#chart-by-session")).to_be_visible()
     assert_accessible(page)
 
     page.goto(f"{base}/attendance/sessions/{past_session}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import assert_accessible, demo_sign_in
 
@@ -25,9 +26,8 @@ def test_coordinator_allocates_places(page, live_app):
         assert_accessible(page)
     page.get_by_role("heading", name=re.compile("review the proposal")).wait_for(timeout=30000)
     assert_accessible(page)
-    assert page.get_by_role("table", name=re.compile("compared with first come")).is_visible()
-
+    expect(page.get_by_role("table", name=re.compile("compared with first come"))).to_be_visible()
     page.get_by_role("button", name="Commit this proposal").click()
     page.wait_for_load_state("networkidle")
-    assert page.get_by_text(re.compile(r"Committed: \d+ booked")).first.is_visible()
+    expect(page.get_by_text(re.compile(r"Committed: \d+ booked")).first).to_be_visible()
     assert_accessible(page)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import assert_accessible, demo_sign_in
 
@@ -19,11 +20,11 @@ def test_coordinator_pages_are_accessible(page, live_app):
     page.get_by_role("link", name=re.compile("^Courses and sessions")).first.click()
     assert_accessible(page)
     page.get_by_role("link", name=re.compile("Care Act$")).first.click()
-    assert page.get_by_role("heading", name=re.compile("^Booked")).is_visible()
+    expect(page.get_by_role("heading", name=re.compile("^Booked"))).to_be_visible()
     assert_accessible(page)
     # Booking someone without choosing: the error sits by the field and the page stays usable.
     page.get_by_role("button", name="Book the place").click()
-    assert page.locator("#nqsw_id-error").is_visible()
+    expect(page.locator("#nqsw_id-error")).to_be_visible()
     assert_accessible(page)
 
     page.get_by_role("link", name="Change the session").click()
@@ -72,5 +73,5 @@ def test_coordinator_reads_an_invitation_in_the_outbox(page, live_app):
     page.get_by_role("link", name=re.compile("^NQSWs")).first.click()
     assert_accessible(page)
     page.locator("table tbody a").first.click()
-    assert page.get_by_role("heading", name="Training plan").is_visible()
+    expect(page.get_by_role("heading", name="Training plan")).to_be_visible()
     assert_accessible(page)

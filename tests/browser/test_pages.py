@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import assert_accessible, axe_violations, demo_sign_in
 
@@ -15,8 +16,8 @@ def test_catalogue_and_course_pages(page, live_app):
     _app, base = live_app
     page.goto(base + "/")
     assert page.get_by_role("heading", level=1).inner_text().startswith("Pan-London")
-    assert page.get_by_role("heading", name="Full-day courses").is_visible()
-    assert page.locator(".nhsuk-header").is_visible()  # NHS.UK styles loaded
+    expect(page.get_by_role("heading", name="Full-day courses")).to_be_visible()
+    expect(page.locator(".nhsuk-header")).to_be_visible()  # NHS.UK styles loaded
     assert_accessible(page)
     page.get_by_role("link", name="Mental Health Act").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Mental Health Act"
@@ -81,8 +82,8 @@ def test_employer_pages(page, live_app):
     assert_accessible(page)
     page.get_by_role("link", name="Enrol an NQSW").click()
     page.get_by_role("button", name="Enrol").click()
-    assert page.locator(".nhsuk-error-summary").is_visible()
-    assert page.locator("#name-error").is_visible()
+    expect(page.locator(".nhsuk-error-summary")).to_be_visible()
+    expect(page.locator("#name-error")).to_be_visible()
     assert_accessible(page)
     page.goto(base + "/employer/nqsws/import")
     assert_accessible(page)
