@@ -24,7 +24,7 @@ node_modules/.installed: package.json
 install: $(VENV)/.installed node_modules/.installed
 
 run: install
-	ASYE_DEMO=1 $(BIN)/flask db upgrade heads
+	ASYE_DEMO=1 $(BIN)/flask db upgrade
 	ASYE_DEMO=1 $(BIN)/flask seed-demo
 	@echo "Serving the demo programme at http://127.0.0.1:$(PORT)  (mail goes to the outbox: /coordinator/outbox)"
 	ASYE_DEMO=1 MAIL_WORKER=1 BASE_URL=http://127.0.0.1:$(PORT) $(BIN)/waitress-serve --listen=127.0.0.1:$(PORT) --call booking.app:create_app
