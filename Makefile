@@ -38,7 +38,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy scheduler booking/bookings.py booking/accounts.py booking/enrolment.py booking/catalogue.py
+	$(BIN)/mypy scheduler booking invoicing
 
 bench: install
 	$(BIN)/python -m benchmarks.allocation

@@ -1082,15 +1082,15 @@ def import_teams_report(
     ):
         db.session.delete(old)
     for person in strangers:
-        row = UnmatchedAttendee(
+        stranger = UnmatchedAttendee(
             session_id=session.id,
             name=person.name or person.email,
             email=person.email,
             minutes=person.minutes,
             imported_at=now,
         )
-        db.session.add(row)
-        result.unmatched.append(row)
+        db.session.add(stranger)
+        result.unmatched.append(stranger)
     db.session.commit()
     return result
 

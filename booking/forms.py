@@ -64,7 +64,9 @@ class MoveForm(FlaskForm):
     )
 
 
-class NQSWForm(FlaskForm):
+class _NQSWIdentity:
+    """Who the NQSW is: asked once, at enrolment."""
+
     name = StringField(
         "Full name", validators=[DataRequired("Enter the NQSW's name"), Length(max=200)]
     )
@@ -79,6 +81,11 @@ class NQSWForm(FlaskForm):
             Regexp(r"^\s*[Ss][Ww]\s*\d{1,8}\s*$", message="Enter a number like SW123456"),
         ],
     )
+
+
+class NQSWDetailsForm(FlaskForm):
+    """What an employer or coordinator may change after enrolment."""
+
     asye_start = DateField(
         "ASYE start date", validators=[InputRequired("Enter the ASYE start date as YYYY-MM-DD")]
     )
@@ -97,6 +104,11 @@ class NQSWForm(FlaskForm):
     line_manager_email = EmailField(
         "Line manager's email", validators=[Optional(), Email("Enter a valid email address")]
     )
+
+
+# The identity fields are declared first, so the form and its error summary list them first.
+class NQSWForm(_NQSWIdentity, NQSWDetailsForm):
+    """Enrol an NQSW."""
 
 
 class ImportForm(FlaskForm):
@@ -241,26 +253,6 @@ class SessionForm(FlaskForm):
 
 class BookForSomeoneForm(FlaskForm):
     nqsw_id = SelectField("NQSW", coerce=int, validators=[InputRequired("Choose an NQSW")])
-
-
-class NQSWDetailsForm(FlaskForm):
-    asye_start = DateField(
-        "ASYE start date", validators=[InputRequired("Enter the ASYE start date as YYYY-MM-DD")]
-    )
-    fte = DecimalField(
-        "Full-time equivalent (FTE)",
-        places=2,
-        validators=[
-            InputRequired("Enter the FTE, for example 1 or 0.6"),
-            NumberRange(min=0.01, max=1, message="FTE must be more than 0 and at most 1"),
-        ],
-    )
-    assessor_email = EmailField(
-        "ASYE assessor's email", validators=[Optional(), Email("Enter a valid email address")]
-    )
-    line_manager_email = EmailField(
-        "Line manager's email", validators=[Optional(), Email("Enter a valid email address")]
-    )
 
 
 class AllocationForm(FlaskForm):

@@ -562,7 +562,7 @@ class AttendanceStatus(enum.Enum):
         return list(AttendanceStatus).index(self)
 
 
-class AttendanceSettings(db.Model):
+class AttendanceSettings(Model):
     """A programme's counting rules; the threshold and minimum share live on Programme."""
 
     programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"), primary_key=True)
@@ -571,7 +571,7 @@ class AttendanceSettings(db.Model):
     late_cancellation_counts_as_missed: Mapped[bool] = mapped_column(default=True)
 
 
-class AttendanceRecord(db.Model):
+class AttendanceRecord(Model):
     """One NQSW's mark on one session's register."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -597,7 +597,7 @@ class AttendanceRecord(db.Model):
     )
 
 
-class AttendanceChange(db.Model):
+class AttendanceChange(Model):
     """The audit trail of a register: who changed which mark, when, from what to what."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -616,7 +616,7 @@ class AttendanceChange(db.Model):
     changed_by: Mapped[User | None] = relationship()
 
 
-class UnmatchedAttendee(db.Model):
+class UnmatchedAttendee(Model):
     """A person in a Teams attendance report who matched no NQSW, until resolved."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -631,7 +631,7 @@ class UnmatchedAttendee(db.Model):
     session: Mapped[Session] = relationship()
 
 
-class AttendanceAlert(db.Model):
+class AttendanceAlert(Model):
     """The last attendance status each NQSW was told about, so alerts go once per change."""
 
     nqsw_id: Mapped[int] = mapped_column(ForeignKey("nqsw.id"), primary_key=True)
@@ -651,7 +651,7 @@ class ProposalStatus(enum.Enum):
     COMMITTED = "committed"
 
 
-class AllocationProposal(db.Model):
+class AllocationProposal(Model):
     """A solver run for a programme: its input's fingerprint, progress and result."""
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     CheckConstraint,
@@ -22,14 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from booking.extensions import Base, db
-from booking.models import NQSW, Employer, Programme, User, UTCDateTime, _enum, utcnow
-
-# mypy cannot see through Flask-SQLAlchemy's dynamic db.Model; both are the same declarative base.
-if TYPE_CHECKING:
-    Model = Base
-else:
-    Model = db.Model
+from booking.models import NQSW, Employer, Model, Programme, User, UTCDateTime, _enum, utcnow
 
 
 class InvoiceStatus(enum.Enum):
