@@ -103,3 +103,32 @@ def test_random_instance(seed: int, build: Any) -> None:
     assert not any(u.reason.startswith("unallocated") for u in result.unplaced_requests)
     # Greedy's bound is a real bound: never below what the solver proved reachable.
     assert base.bound_placed >= result.placed
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_large_batch_path_keeps_rules(
+    seed: int, build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Force the transport-and-repair path that big instances take.
+    monkeypatch.setattr("scheduler.solver.LARGE_VARIABLES", 0)
+    rng = random.Random(100 + seed)
+    problem = load_problem(_random_instance(rng, build))
+    result = solve(problem, time_limit=3)
+    assert violations(problem, result.assignments) == []
+    best = _brute_force(problem)
+    assert (result.placed, -result.preference_cost) <= best
+    assert result.bound_placed >= best[0]
+    assert result.bound_preference_cost <= -best[1] or result.placed < best[0]
+    base = greedy(problem)
+    assert (result.placed, -result.preference_cost) >= (base.placed, -base.preference_cost)
+    if result.status == "optimal":
+        assert (result.placed, -result.preference_cost) == best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cp_sat_engine_matches_brute_force(seed: int, build: Any) -> None:
+    rng = random.Random(200 + seed)
+    problem = load_problem(_random_instance(rng, build))
+    result = solve(problem, time_limit=5, engine="cp-sat")
+    assert violations(problem, result.assignments) == []
+    assert (result.placed, -result.preference_cost) == _brute_force(problem)

@@ -1,0 +1,1 @@
+"""Pure allocation of NQSWs to training sessions: no Flask, no database."""

@@ -1,0 +1,883 @@
+"""Optimal allocation: a 0/1 model solved by MIP (SCIP) or CP-SAT, with proved bounds.
+
+Formulation (the measurements behind each choice are in benchmarks/RESULTS.md):
+
+* one 0/1 variable per (request, session) pair that survives the static rules and
+  fits alongside the learner's fixed placements;
+* at most one session per request; capacity only on sessions that more requests
+  could use than have places (the rest can never bind);
+* clashes as one "at most one" per maximal set of sessions sharing an instant (in an
+  interval graph these are the sets live at some session's start), cut to each learner;
+* protected time as one knapsack row per window that could actually overflow, in whole
+  units of the smallest day fraction, dropping windows that another one implies;
+* learners only interact through capacity rows that can bind, so the model splits into
+  independent parts; small parts are batched into one model to save start-up cost.
+
+Engines, per batch:
+
+* ``mip`` (default): SCIP (through pywraplp, which builds big models several times
+  faster than MathOpt here), lexicographic in two phases: maximise placements, then
+  hold that count as a floor and minimise preference cost, each phase hinted with the
+  best answer so far. Its LP relaxation is close to the integer optimum on these
+  instances; CP-SAT with two workers found good answers but proved weak bounds.
+* batches above ``LARGE_VARIABLES`` (one MIP would not finish): solve the transport
+  relaxation (clashes and protected time dropped) exactly as a min-cost flow, trim
+  it back within every learner's rows, fill the rest with a MIP, then re-solve
+  neighbourhoods of ``NEIGHBOURHOOD`` learners exactly with everyone else held
+  (large-neighbourhood search) until the time is up. The flow proves the bound.
+* ``cp-sat``: the same model in CP-SAT, kept for comparison.
+
+The greedy answer is always the starting point and the floor: ``solve`` never returns
+fewer placements, or the same with a higher cost, than ``scheduler.baseline``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from ortools.graph.python import min_cost_flow
+from ortools.linear_solver import pywraplp
+from ortools.sat.python import cp_model
+
+from scheduler.baseline import greedy_ledger
+from scheduler.bounds import Candidates, candidates, cost_bound, placed_bound
+from scheduler.check import violations
+from scheduler.ledger import Ledger
+from scheduler.problem import Allocation, Problem
+from scheduler.reasons import unplaced_requests
+from scheduler.rules import EPSILON, windows_containing
+
+log = logging.getLogger(__name__)
+
+Engine = Literal["mip", "cp-sat"]
+
+# Parts smaller than this many variables are solved together in one model, so
+# thousands of one-learner parts do not each pay for a solver start.
+BATCH_VARIABLES = 20000
+# Above this a batch is too big for one MIP in a minute on two cores: start from the
+# transport relaxation instead (see ``_large``).
+LARGE_VARIABLES = 40000
+# Above this many distinct learner shapes, skip the per-learner caps on the transport.
+PERSONAL_CLASSES = 3000
+# Learners re-solved together in each improvement step of a large batch.
+NEIGHBOURHOOD = 30
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A report from a running solve, in whole-problem figures."""
+
+    phase: str  # "placements" or "preferences"
+    objective: float
+    bound: float
+    seconds: float
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class _Var:
+    request: int  # index into Candidates.requests
+    session: int
+    cost: int
+
+
+@dataclass
+class _Part:
+    """Learners that share no binding session with anyone outside the part."""
+
+    learners: list[int]
+    variables: list[_Var] = field(default_factory=list)
+
+
+@dataclass
+class _Rows:
+    """An engine-neutral 0/1 model: at-most-one sets and ``sum(coef * x) <= rhs`` rows."""
+
+    vars: list[_Var]
+    amo: list[list[int]]
+    le: list[tuple[list[int], list[int], int]]
+
+
+@dataclass
+class _Outcome:
+    values: list[bool]
+    count: int
+    count_bound: int
+    cost: int
+    cost_bound: int
+
+
+def _scale(problem: Problem) -> int:
+    """Return the smallest factor that turns every course length into whole units."""
+    for k in (1, 2, 4, 8, 10, 20, 40, 100, 1000):
+        if all(abs(c.days * k - round(c.days * k)) < 1e-6 for c in problem.courses):
+            return k
+    return 1000
+
+
+class _Context:
+    """Per-problem data the row builder needs for every batch."""
+
+    def __init__(self, problem: Problem, cand: Candidates) -> None:
+        self.problem = problem
+        self.cand = cand
+        scale = _scale(problem)
+        weeks = problem.rules.window_weeks
+        self.units = [round(problem.days_of(i) * scale) for i in range(len(problem.sessions))]
+        by_day: dict[date, tuple[date, ...]] = {}
+        self.windows = [
+            by_day.setdefault(s.day, tuple(windows_containing(s.day, weeks)))
+            for s in problem.sessions
+        ]
+        self.caps = [
+            math.floor((problem.rules.cap_days(lr.fte) + EPSILON) * scale)
+            for lr in problem.learners
+        ]
+        self.fixed_units: list[dict[date, int]] = [{} for _ in problem.learners]
+        for req in problem.requests:
+            if req.fixed is not None:
+                used = self.fixed_units[req.learner]
+                for w in self.windows[req.fixed]:
+                    used[w] = used.get(w, 0) + self.units[req.fixed]
+        self.learner_of = [problem.requests[ri].learner for ri in cand.requests]
+        # Maximal sets of sessions live at one instant, found once for everyone.
+        order = sorted(range(len(problem.sessions)), key=lambda i: problem.sessions[i].start)
+        cliques: set[frozenset[int]] = set()
+        for i in order:
+            t = problem.sessions[i].start
+            live = frozenset(
+                j for j in order if problem.sessions[j].start <= t < problem.sessions[j].end
+            )
+            if len(live) > 1:
+                cliques.add(live)
+        self.cliques = [c for c in cliques if not any(c < d for d in cliques)]
+        self.cliques_of: dict[int, list[int]] = {}
+        for k, c in enumerate(self.cliques):
+            for si in c:
+                self.cliques_of.setdefault(si, []).append(k)
+
+    def rows(self, parts: Sequence[_Part]) -> _Rows:
+        """Return the model rows for the variables of ``parts``."""
+        cand = self.cand
+        variables = [v for part in parts for v in part.variables]
+        rows = _Rows(variables, [], [])
+        by_request: dict[int, list[int]] = {}
+        by_session: dict[int, list[int]] = {}
+        by_learner: dict[int, list[int]] = {}
+        for i, v in enumerate(variables):
+            by_request.setdefault(v.request, []).append(i)
+            by_session.setdefault(v.session, []).append(i)
+            by_learner.setdefault(self.learner_of[v.request], []).append(i)
+        rows.amo.extend(idx for idx in by_request.values() if len(idx) > 1)
+        for si, idx in by_session.items():
+            if len(idx) > cand.free[si]:
+                rows.le.append((idx, [1] * len(idx), cand.free[si]))
+        for li, idx in by_learner.items():
+            self._clashes(rows, idx)
+            self._windows(rows, li, idx)
+        return rows
+
+    def _clashes(self, rows: _Rows, idx: list[int]) -> None:
+        touched: dict[int, list[int]] = {}
+        for i in idx:
+            for k in self.cliques_of.get(rows.vars[i].session, ()):
+                touched.setdefault(k, []).append(i)
+        seen: set[frozenset[int]] = set()
+        for members in touched.values():
+            if len({rows.vars[i].request for i in members}) < 2:
+                continue
+            key = frozenset(members)
+            if key not in seen:
+                seen.add(key)
+                rows.amo.append(members)
+
+    def _windows(self, rows: _Rows, learner: int, idx: list[int]) -> None:
+        p = self.problem
+        cap = self.caps[learner]
+        fixed = self.fixed_units[learner]
+        ordered = sorted(idx, key=lambda i: p.sessions[rows.vars[i].session].day)
+        span: dict[date, list[int]] = {}  # window -> [first, last] position in ``ordered``
+        for pos, i in enumerate(ordered):
+            for w in self.windows[rows.vars[i].session]:
+                if w in span:
+                    span[w][1] = pos
+                else:
+                    span[w] = [pos, pos]
+        best: dict[tuple[int, int], int] = {}
+        for w, (a, b) in span.items():
+            rhs = cap - fixed.get(w, 0)
+            # A window binds only if one session per request could overflow it.
+            most: dict[int, int] = {}
+            for i in ordered[a : b + 1]:
+                r = rows.vars[i].request
+                most[r] = max(most.get(r, 0), self.units[rows.vars[i].session])
+            if sum(most.values()) <= rhs:
+                continue
+            best[(a, b)] = min(best.get((a, b), rhs), rhs)
+        # Windows have one length, so a window's members can only sit inside another's
+        # when the two share a first or a last member.
+        by_a: dict[int, list[tuple[int, int]]] = {}
+        by_b: dict[int, list[tuple[int, int]]] = {}
+        for a, b in best:
+            by_a.setdefault(a, []).append((a, b))
+            by_b.setdefault(b, []).append((a, b))
+        for (a, b), rhs in best.items():
+            wider = [k for k in by_a[a] if k[1] > b] + [k for k in by_b[b] if k[0] < a]
+            if any(best[k] <= rhs for k in wider):
+                continue
+            members = ordered[a : b + 1]
+            rows.le.append((members, [self.units[rows.vars[i].session] for i in members], rhs))
+
+
+def _split(problem: Problem, cand: Candidates) -> list[_Part]:
+    """Return the independent parts: learners joined by sessions that can fill up."""
+    parent = list(range(len(problem.learners)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    users: dict[int, list[int]] = {}
+    for k, ss in enumerate(cand.sessions):
+        li = problem.requests[cand.requests[k]].learner
+        for si in ss:
+            users.setdefault(si, []).append(li)
+    for si, lis in users.items():
+        if len(lis) > cand.free[si]:
+            root = find(lis[0])
+            for li in lis[1:]:
+                other = find(li)
+                if other != root:
+                    parent[other] = root
+    parts: dict[int, _Part] = {}
+    for k, (ss, cs) in enumerate(zip(cand.sessions, cand.costs, strict=True)):
+        li = problem.requests[cand.requests[k]].learner
+        part = parts.setdefault(find(li), _Part([]))
+        if not part.learners or part.learners[-1] != li:
+            part.learners.append(li)
+        part.variables.extend(_Var(k, si, c) for si, c in zip(ss, cs, strict=True))
+    return [p for p in parts.values() if p.variables]
+
+
+def _batches(parts: list[_Part]) -> list[list[_Part]]:
+    parts = sorted(parts, key=lambda p: -len(p.variables))
+    out: list[list[_Part]] = []
+    small: list[_Part] = []
+    size = 0
+    for part in parts:
+        if len(part.variables) >= BATCH_VARIABLES:
+            out.append([part])
+            continue
+        small.append(part)
+        size += len(part.variables)
+        if size >= BATCH_VARIABLES:
+            out.append(small)
+            small, size = [], 0
+    if small:
+        out.append(small)
+    return out
+
+
+@dataclass
+class _Totals:
+    """Running whole-problem figures, so progress reports mean the same in every batch."""
+
+    placed: int
+    placed_bound: int
+    cost: int
+    cost_bound: int
+    began: float
+    on_progress: ProgressFn | None
+    # Summed cost bounds hold for the whole problem only when every batch proved its count.
+    counts_proven: bool = True
+
+    def report(self, phase: str, objective: float, bound: float) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress(phase, objective, bound, time.perf_counter() - self.began))
+
+
+def solve(
+    problem: Problem,
+    *,
+    time_limit: float = 60.0,
+    workers: int = 2,
+    on_progress: ProgressFn | None = None,
+    allow_moves: bool = False,
+    engine: Engine = "mip",
+) -> Allocation:
+    """Allocate to maximise placements, then minimise preference cost, within the rules.
+
+    ``allow_moves`` is reserved for letting the solver move fixed placements; it is not
+    supported yet and must be False. ``workers`` is used by CP-SAT; SCIP runs one thread.
+    """
+    if allow_moves:
+        raise NotImplementedError("moving fixed placements is not supported yet")
+    began = time.perf_counter()
+    # Leave time for checking the answer and explaining what stayed unplaced.
+    deadline = began + time_limit * 0.95 - 0.2
+    cand = candidates(problem)
+    start = greedy_ledger(problem)
+    hint: dict[tuple[int, int], int] = {}
+    for k, ri in enumerate(cand.requests):
+        req = problem.requests[ri]
+        held = start.held[req.learner].get(req.course)
+        if held is not None:
+            hint[(k, held)] = 1
+
+    ctx = _Context(problem, cand)
+    parts = _split(problem, cand)
+    batches = _batches(parts)
+    remaining = sum(len(p.variables) for p in parts) or 1
+    totals = _Totals(
+        cand.fixed_placed, cand.fixed_placed, cand.fixed_cost, cand.fixed_cost, began, on_progress
+    )
+    chosen: dict[int, int] = {}
+    for batch in batches:
+        size = sum(len(p.variables) for p in batch)
+        budget = max(0.1, (deadline - time.perf_counter()) * size / remaining)
+        remaining -= size
+        rows = ctx.rows(batch)
+        hinted = [bool(hint.get((v.request, v.session))) for v in rows.vars]
+        if engine == "cp-sat":
+            out = _cpsat(rows, hinted, budget, workers, totals)
+        elif len(rows.vars) > LARGE_VARIABLES:
+            out = _large(rows, hinted, budget, totals, ctx)
+        else:
+            out = _mip(rows, hinted, budget, totals)
+        totals.placed += out.count
+        totals.placed_bound += out.count_bound
+        totals.cost += out.cost
+        totals.cost_bound += min(out.cost_bound, out.cost)
+        totals.counts_proven = totals.counts_proven and out.count == out.count_bound
+        chosen.update(
+            (v.request, v.session) for v, val in zip(rows.vars, out.values, strict=True) if val
+        )
+
+    ledger = Ledger(problem)
+    for k, si in chosen.items():
+        ledger.place(problem.requests[cand.requests[k]], si)
+    # After a timeout a request may still fit somewhere; place it rather than report it.
+    for k, ri in enumerate(cand.requests):
+        req = problem.requests[ri]
+        if req.course not in ledger.held[req.learner]:
+            ledger.try_place(req, cand.sessions[k])
+    placed, cost = ledger.placed(), ledger.preference_cost()
+    broken = violations(problem, ledger.assignments())
+    if broken:  # pragma: no cover - a solver bug; never hand out a wrong allocation
+        log.error("solver answer breaks %d rules (first: %s); using greedy", len(broken), broken[0])
+        placed, cost = -1, 0
+    if (placed, -cost) < (start.placed(), -start.preference_cost()):
+        ledger, placed, cost = start, start.placed(), start.preference_cost()
+    bound_placed = max(placed, min(totals.placed_bound, placed_bound(cand)))
+    if placed == totals.placed and totals.counts_proven:
+        bound_cost = totals.cost_bound
+    else:
+        bound_cost = cost_bound(cand, placed)
+    bound_cost = min(bound_cost, cost)
+    optimal = placed == bound_placed and cost == bound_cost
+    return Allocation(
+        status="optimal" if optimal else "feasible",
+        placed=placed,
+        unplaced=len(problem.requests) - placed,
+        preference_cost=cost,
+        bound_placed=bound_placed,
+        bound_preference_cost=bound_cost,
+        seconds=time.perf_counter() - began,
+        assignments=ledger.assignments(),
+        unplaced_requests=unplaced_requests(problem, ledger),
+        warnings=problem.fixed_warnings,
+    )
+
+
+def _cost(rows: _Rows, values: Sequence[bool]) -> int:
+    return sum(v.cost for v, val in zip(rows.vars, values, strict=True) if val)
+
+
+# --- MIP and LP through pywraplp ----------------------------------------------------
+# pywraplp rather than MathOpt: building the national model took 1.2 s against 4-10 s.
+
+
+def _linear(
+    rows: _Rows, solver_name: str, integer: bool
+) -> tuple[pywraplp.Solver, list[pywraplp.Variable], list[pywraplp.Constraint]]:
+    solver = pywraplp.Solver.CreateSolver(solver_name)
+    if solver is None:  # pragma: no cover - every OR-Tools wheel ships SCIP
+        raise RuntimeError(f"OR-Tools has no {solver_name}")
+    x = [solver.IntVar(0, 1, "") if integer else solver.NumVar(0, 1, "") for _ in rows.vars]
+    cons: list[pywraplp.Constraint] = []
+    for members in rows.amo:
+        c = solver.Constraint(-solver.infinity(), 1)
+        for i in members:
+            c.SetCoefficient(x[i], 1)
+        cons.append(c)
+    for members, coefs, rhs in rows.le:
+        c = solver.Constraint(-solver.infinity(), rhs)
+        for i, co in zip(members, coefs, strict=True):
+            c.SetCoefficient(x[i], co)
+        cons.append(c)
+    return solver, x, cons
+
+
+def _objective(
+    solver: pywraplp.Solver, x: list[pywraplp.Variable], weights: Sequence[int], maximize: bool
+) -> None:
+    obj = solver.Objective()
+    obj.Clear()
+    for xi, w in zip(x, weights, strict=True):
+        if w:
+            obj.SetCoefficient(xi, w)
+    if maximize:
+        obj.SetMaximization()
+    else:
+        obj.SetMinimization()
+
+
+def _at_least(
+    solver: pywraplp.Solver, x: list[pywraplp.Variable], count: int, exact: bool = False
+) -> None:
+    floor = solver.Constraint(count, count if exact else solver.infinity())
+    for xi in x:
+        floor.SetCoefficient(xi, 1)
+
+
+def _run_scip(
+    solver: pywraplp.Solver, x: list[pywraplp.Variable], hint: Sequence[bool], seconds: float
+) -> tuple[list[bool] | None, float]:
+    """Solve; return the values found (or None) and the proved bound."""
+    solver.SetTimeLimit(max(50, int(seconds * 1000)))
+    solver.SetHint(x, [float(h) for h in hint])
+    # Objectives are whole numbers: stop only when the gap is below one.
+    solver.SetSolverSpecificParametersAsString("limits/absgap = 0.5\nlimits/gap = 0\n")
+    status = solver.Solve()
+    bound = solver.Objective().BestBound()
+    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return None, bound
+    return [xi.solution_value() > 0.5 for xi in x], bound
+
+
+def _mip(
+    rows: _Rows, hint: list[bool], budget: float, totals: _Totals, lazy_cost: bool = False
+) -> _Outcome:
+    """Solve a batch with SCIP, placements first, then preference cost.
+
+    With ``lazy_cost`` the cost phase runs only when the hint's count cannot be beaten,
+    which is what a neighbourhood search wants: more places first, cheaper ones after.
+    """
+    t0 = time.perf_counter()
+    solver, x, _ = _linear(rows, "SCIP", integer=True)
+    _objective(solver, x, [1] * len(x), maximize=True)
+    values, bound = _run_scip(solver, x, hint, budget * 0.6 - (time.perf_counter() - t0))
+    if values is None or sum(values) < sum(hint):
+        values = list(hint)
+    count = sum(values)
+    n_requests = len({v.request for v in rows.vars})
+    count_bound = math.floor(bound + 1e-6) if math.isfinite(bound) else n_requests
+    count_bound = max(min(count_bound, n_requests), count)
+    totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
+    if lazy_cost and count > sum(hint):
+        return _Outcome(values, count, count_bound, _cost(rows, values), 0)
+
+    # With the count proved maximal, holding it exactly prunes more than a floor.
+    _at_least(solver, x, count, exact=count == count_bound)
+    _objective(solver, x, [v.cost for v in rows.vars], maximize=False)
+    cost = _cost(rows, values)
+    better, bound = _run_scip(solver, x, values, budget - (time.perf_counter() - t0))
+    if better is not None and sum(better) >= count and _cost(rows, better) <= cost:
+        values, cost = better, _cost(rows, better)
+    cost_lb = math.ceil(bound - 1e-6) if math.isfinite(bound) else 0
+    cost_lb = min(max(cost_lb, 0), cost)
+    totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
+    return _Outcome(values, count, count_bound, cost, cost_lb)
+
+
+def _fixed_rest(rows: _Rows, keep: list[bool]) -> tuple[list[int], _Rows]:
+    """Return the variables left free once ``keep`` are placed, and their model."""
+    dead: set[int] = set()
+    for members in rows.amo:
+        if any(keep[i] for i in members):
+            dead.update(i for i in members if not keep[i])
+    left_rows: list[tuple[list[tuple[int, int]], int]] = []
+    for members, coefs, rhs in rows.le:
+        left = rhs - sum(c for i, c in zip(members, coefs, strict=True) if keep[i])
+        free = [(i, c) for i, c in zip(members, coefs, strict=True) if not keep[i]]
+        dead.update(i for i, c in free if c > left)
+        left_rows.append((free, left))
+    alive = [i for i in range(len(rows.vars)) if not keep[i] and i not in dead]
+    pos = {i: k for k, i in enumerate(alive)}
+    rest = _Rows([rows.vars[i] for i in alive], [], [])
+    for members in rows.amo:
+        m = [pos[i] for i in members if i in pos]
+        if len(m) > 1:
+            rest.amo.append(m)
+    for free, left in left_rows:
+        pairs = [(pos[i], c) for i, c in free if i in pos]
+        if pairs and sum(c for _, c in pairs) > left:
+            rest.le.append(([i for i, _ in pairs], [c for _, c in pairs], left))
+    return alive, rest
+
+
+def _round_down(rows: _Rows, lp: list[float]) -> list[bool]:
+    """Return the placements the LP makes (nearly) whole, trimmed to keep every row."""
+    keep = [v > 0.99 for v in lp]
+    for members in rows.amo:
+        on = [i for i in members if keep[i]]
+        for i in on[1:]:
+            keep[i] = False
+    for members, coefs, rhs in rows.le:
+        used = sum(c for i, c in zip(members, coefs, strict=True) if keep[i])
+        for i, c in zip(members, coefs, strict=True):
+            if used <= rhs:
+                break
+            if keep[i]:
+                keep[i] = False
+                used -= c
+    return keep
+
+
+def _merge(keep: list[bool], alive: list[int], got: Sequence[bool]) -> list[bool]:
+    merged = list(keep)
+    for i, val in zip(alive, got, strict=True):
+        merged[i] = val
+    return merged
+
+
+def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
+    """Return, per learner, the most placements their own rows allow with no one else.
+
+    Computed on a relaxation (unavailability and clashes with fixed places dropped) so
+    that learners alike in cap and courses share one small exact MIP.
+    """
+    p = ctx.problem
+    by_course: dict[str, list[int]] = {}
+    for si, s in enumerate(p.sessions):
+        by_course.setdefault(s.course, []).append(si)
+    courses: dict[int, set[str]] = {}
+    for v in rows.vars:
+        li = ctx.learner_of[v.request]
+        courses.setdefault(li, set()).add(p.requests[ctx.cand.requests[v.request]].course)
+    classes: dict[tuple[Any, ...], list[int]] = {}
+    for li, wanted in courses.items():
+        learner = p.learners[li]
+        options = tuple(
+            (
+                c,
+                tuple(
+                    si
+                    for si in by_course[c]
+                    if learner.start <= p.sessions[si].day <= learner.end
+                    and (p.sessions[si].group is None or p.sessions[si].group in learner.groups)
+                    and ctx.cand.free[si] > 0
+                ),
+            )
+            for c in sorted(wanted)
+        )
+        key = (ctx.caps[li], tuple(sorted(ctx.fixed_units[li].items())), options)
+        classes.setdefault(key, []).append(li)
+    if len(classes) > PERSONAL_CLASSES:
+        return None
+    out: dict[int, int] = {}
+    for key, members in classes.items():
+        options = key[2]
+        one = _Rows([_Var(j, si, 0) for j, (_, ss) in enumerate(options) for si in ss], [], [])
+        idx = list(range(len(one.vars)))
+        by_request: dict[int, list[int]] = {}
+        for i, v in enumerate(one.vars):
+            by_request.setdefault(v.request, []).append(i)
+        one.amo.extend(m for m in by_request.values() if len(m) > 1)
+        ctx._clashes(one, idx)
+        ctx._windows(one, members[0], idx)
+        best = len(options)
+        if one.le or len(one.amo) > len(by_request):
+            solver, x, _ = _linear(one, "SCIP", integer=True)
+            _objective(solver, x, [1] * len(x), maximize=True)
+            solver.SetTimeLimit(2000)
+            solver.Solve()
+            best = min(best, math.floor(solver.Objective().BestBound() + 1e-6))
+        for li in members:
+            out[li] = best
+    return out
+
+
+def _flow(
+    rows: _Rows,
+    free: Sequence[int],
+    amount: int | None,
+    learner_of: Sequence[int],
+    personal: dict[int, int] | None,
+) -> tuple[list[bool], int] | None:
+    """Return the cheapest integral transport (all of it, or ``amount``) and its cost.
+
+    Without clashes and protected time the model is a transportation problem, solved
+    exactly by min-cost flow: its size bounds the placements and its cost the
+    preference cost of any allocation with that many.
+    """
+    requests = sorted({v.request for v in rows.vars})
+    node = {r: 2 + k for k, r in enumerate(requests)}
+    sessions = sorted({v.session for v in rows.vars})
+    snode = {s: 2 + len(requests) + k for k, s in enumerate(sessions)}
+    learners = sorted({learner_of[r] for r in requests})
+    lnode = {li: 2 + len(requests) + len(sessions) + k for k, li in enumerate(learners)}
+    flow = min_cost_flow.SimpleMinCostFlow()
+    arcs = [
+        flow.add_arc_with_capacity_and_unit_cost(node[v.request], snode[v.session], 1, v.cost)
+        for v in rows.vars
+    ]
+    for r in requests:
+        if personal is None:
+            flow.add_arc_with_capacity_and_unit_cost(0, node[r], 1, 0)
+        else:
+            flow.add_arc_with_capacity_and_unit_cost(lnode[learner_of[r]], node[r], 1, 0)
+    if personal is not None:
+        for li in learners:
+            flow.add_arc_with_capacity_and_unit_cost(0, lnode[li], personal[li], 0)
+    for s in sessions:
+        flow.add_arc_with_capacity_and_unit_cost(snode[s], 1, free[s], 0)
+    supply = len(requests) if amount is None else amount
+    flow.set_node_supply(0, supply)
+    flow.set_node_supply(1, -supply)
+    status = flow.solve_max_flow_with_min_cost() if amount is None else flow.solve()
+    if status != flow.OPTIMAL:
+        return None
+    return [flow.flow(a) > 0 for a in arcs], flow.optimal_cost()
+
+
+def _rows_of(rows: _Rows) -> list[list[int]]:
+    """Return, per variable, the rows it appears in (at-most-one rows first)."""
+    row_of: list[list[int]] = [[] for _ in rows.vars]
+    for r, members in enumerate(rows.amo):
+        for i in members:
+            row_of[i].append(r)
+    for r, (members, _, _) in enumerate(rows.le):
+        for i in members:
+            row_of[i].append(len(rows.amo) + r)
+    return row_of
+
+
+def _fill(rows: _Rows, values: list[bool]) -> list[bool]:
+    """Return ``values`` plus every further variable that fits, in variable order."""
+    values = list(values)
+    row_of = _rows_of(rows)
+    n_amo = len(rows.amo)
+    room = [1 - sum(values[i] for i in m) for m in rows.amo]
+    coef: list[dict[int, int]] = []
+    for members, coefs, rhs in rows.le:
+        coef.append(dict(zip(members, coefs, strict=True)))
+        room.append(rhs - sum(c for i, c in zip(members, coefs, strict=True) if values[i]))
+    placed = {v.request for v, val in zip(rows.vars, values, strict=True) if val}
+    for i, v in enumerate(rows.vars):
+        if values[i] or v.request in placed:
+            continue
+        need = [(r, 1 if r < n_amo else coef[r - n_amo][i]) for r in row_of[i]]
+        if all(room[r] >= c for r, c in need):
+            values[i] = True
+            placed.add(v.request)
+            for r, c in need:
+                room[r] -= c
+    return values
+
+
+def _improve(
+    rows: _Rows,
+    values: list[bool],
+    learner_of: Sequence[int],
+    until: float,
+    report: Callable[[list[bool]], None],
+    count_bound: int,
+) -> list[bool]:
+    """Re-solve neighbourhoods of learners exactly, everyone else held, until ``until``."""
+    values = list(values)
+    n_amo = len(rows.amo)
+    terms: list[list[tuple[int, int]]] = [[] for _ in rows.vars]
+    rhs = [1] * n_amo + [r for _, _, r in rows.le]
+    for r, members in enumerate(rows.amo):
+        for i in members:
+            terms[i].append((r, 1))
+    for r, (members, coefs, _) in enumerate(rows.le):
+        for i, c in zip(members, coefs, strict=True):
+            terms[i].append((n_amo + r, c))
+    # Each row's left-hand side now, kept up to date so a neighbourhood's model is built
+    # from its own variables only.
+    usage = [0] * len(rhs)
+    for i, val in enumerate(values):
+        if val:
+            for r, c in terms[i]:
+                usage[r] += c
+    by_learner: dict[int, list[int]] = {}
+    by_session: dict[int, set[int]] = {}
+    for i, v in enumerate(rows.vars):
+        by_learner.setdefault(learner_of[v.request], []).append(i)
+        by_session.setdefault(v.session, set()).add(learner_of[v.request])
+    rng = random.Random(0)
+    began = time.perf_counter()
+    close = sum(values) >= 0.995 * count_bound
+    sessions = sorted(by_session)
+    quiet = _Totals(0, 0, 0, 0, time.perf_counter(), None)
+    rounds = better = 0
+    while time.perf_counter() < until - 1:
+        # A neighbourhood: learners around two sessions, so places can swap between them.
+        learners: set[int] = set()
+        for s in rng.sample(sessions, min(2, len(sessions))):
+            pool = sorted(by_session[s])
+            learners.update(rng.sample(pool, min(len(pool), NEIGHBOURHOOD // 2)))
+        group = sorted(i for li in learners for i in by_learner[li])
+        by_row: dict[int, list[tuple[int, int]]] = {}
+        for k, i in enumerate(group):
+            for r, c in terms[i]:
+                by_row.setdefault(r, []).append((k, c))
+        sub = _Rows([rows.vars[i] for i in group], [], [])
+        for r, pairs in by_row.items():
+            inside = sum(c for k, c in pairs if values[group[k]])
+            room = rhs[r] - (usage[r] - inside)
+            if r < n_amo and room >= 1:
+                if len(pairs) > 1:
+                    sub.amo.append([k for k, _ in pairs])
+            elif sum(c for _, c in pairs) > room:
+                sub.le.append(([k for k, _ in pairs], [c for _, c in pairs], room))
+        before = [values[i] for i in group]
+        # Near the count bound, spend the last quarter polishing preferences as well.
+        polish = close and time.perf_counter() > until - (until - began) * 0.25
+        out = _mip(sub, before, min(3.0, until - time.perf_counter()), quiet, lazy_cost=not polish)
+        rounds += 1
+        if (out.count, -out.cost) > (sum(before), -_cost(sub, before)):
+            better += 1
+            for i, old, new in zip(group, before, out.values, strict=True):
+                if old != new:
+                    values[i] = new
+                    for r, c in terms[i]:
+                        usage[r] += c if new else -c
+            report(values)
+    log.info("%d neighbourhoods re-solved, %d improved", rounds, better)
+    return values
+
+
+def _large(
+    rows: _Rows, hint: list[bool], budget: float, totals: _Totals, ctx: _Context
+) -> _Outcome:
+    """Solve a big batch from the transport relaxation, repairing learners it overloads.
+
+    Where protected time rarely binds, the min-cost flow is nearly an allocation: trim
+    it back within every learner's own rows, fill what is left (exactly by MIP when
+    small, first come first served otherwise), then improve by neighbourhood search.
+    The flow's size is the placement bound and its cost at our count the cost bound.
+    """
+    t0 = time.perf_counter()
+    personal = _personal_caps(ctx, rows)
+    transport = _flow(rows, ctx.cand.free, None, ctx.learner_of, personal)
+    if transport is None:  # pragma: no cover - the network always has a feasible flow
+        return _mip(rows, hint, budget, totals)
+    chosen = transport[0]
+    count_bound = sum(chosen)
+    # Trim each overloaded learner back within their own rows; the MIP then fills in.
+    # (Re-solving those learners whole left a MIP too big to finish in a minute.)
+    keep = _round_down(rows, [float(c) for c in chosen])
+    alive, rest = _fixed_rest(rows, keep)
+    log.info(
+        "transport places %d; kept %d; %d variables left for the MIP",
+        count_bound,
+        sum(keep),
+        len(alive),
+    )
+    totals.report("placements", totals.placed + sum(hint), totals.placed_bound + count_bound)
+    if len(alive) <= BATCH_VARIABLES:
+        # The greedy answer may clash with what was kept, so the rest starts empty.
+        sub = _mip(
+            rest,
+            [False] * len(alive),
+            budget * 0.5 - (time.perf_counter() - t0),
+            _Totals(0, 0, 0, 0, totals.began, None),
+        )
+        values = _merge(keep, alive, sub.values)
+    else:
+        # Too big a rest to finish as one MIP: fill it first come, first served and
+        # leave the rest of the time to the neighbourhood search.
+        values = _fill(rows, keep)
+    if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
+        values = list(hint)
+    if sum(values) < count_bound:
+        values = _improve(
+            rows,
+            values,
+            ctx.learner_of,
+            t0 + budget,
+            lambda vs: totals.report(
+                "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
+            ),
+            count_bound,
+        )
+    count, cost = sum(values), _cost(rows, values)
+    cheapest = _flow(rows, ctx.cand.free, count, ctx.learner_of, personal)
+    cost_lb = 0 if cheapest is None else min(cheapest[1], cost)
+    totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
+    totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
+    return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
+
+
+# --- CP-SAT -----------------------------------------------------------------------------
+
+
+class _Callback(cp_model.CpSolverSolutionCallback):
+    def __init__(self, report: Callable[[float, float], None]) -> None:
+        super().__init__()
+        self._report = report
+
+    def on_solution_callback(self) -> None:
+        self._report(self.objective_value, self.best_objective_bound)
+
+
+def _cpsat(rows: _Rows, hint: list[bool], budget: float, workers: int, totals: _Totals) -> _Outcome:
+    """Solve a batch with CP-SAT, placements first, then preference cost."""
+    t0 = time.perf_counter()
+    model = cp_model.CpModel()
+    x = [model.new_bool_var("") for _ in rows.vars]
+    for members in rows.amo:
+        model.add_at_most_one(x[i] for i in members)
+    for members, coefs, rhs in rows.le:
+        model.add(cp_model.LinearExpr.weighted_sum([x[i] for i in members], coefs) <= rhs)
+    count_expr = cp_model.LinearExpr.sum(x)
+    cost_expr = cp_model.LinearExpr.weighted_sum(x, [v.cost for v in rows.vars])
+    for xi, h in zip(x, hint, strict=True):
+        model.add_hint(xi, h)
+
+    def run(seconds: float, phase: str, base: int) -> tuple[Any, cp_model.CpSolver]:
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.05, seconds)
+        solver.parameters.num_workers = max(1, workers)
+        cb = _Callback(lambda o, b: totals.report(phase, base + o, base + b))
+        return solver.solve(model, cb if totals.on_progress else None), solver
+
+    model.maximize(count_expr)
+    status, solver = run(budget * 0.6, "placements", totals.placed)
+    values = list(hint)
+    count_bound = len({v.request for v in rows.vars})
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        found = [solver.boolean_value(xi) for xi in x]
+        if sum(found) >= sum(values):
+            values = found
+        count_bound = math.floor(solver.best_objective_bound + 1e-6)
+    count = sum(values)
+
+    model.clear_hints()
+    for xi, v in zip(x, values, strict=True):
+        model.add_hint(xi, v)
+    model.add(count_expr >= count)
+    model.minimize(cost_expr)
+    status, solver = run(budget - (time.perf_counter() - t0), "preferences", totals.cost)
+    cost = _cost(rows, values)
+    cost_lb = 0
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        cost_lb = math.ceil(solver.best_objective_bound - 1e-6)
+        found = [solver.boolean_value(xi) for xi in x]
+        if _cost(rows, found) <= cost:
+            values, cost = found, _cost(rows, found)
+    return _Outcome(values, count, max(count_bound, count), cost, min(cost_lb, cost))
