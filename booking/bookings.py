@@ -269,7 +269,13 @@ def cancel_booking(
     booking: Booking, *, by: User | None = None, now: datetime | None = None
 ) -> Booking:
     """Cancel a booking, recording it as late inside the cut-off, and free the place."""
-    now = now or utcnow()
+    release_booking(booking, now=now or utcnow())
+    db.session.commit()
+    return booking
+
+
+def release_booking(booking: Booking, *, now: datetime) -> None:
+    """Cancel a booking in the caller's transaction (the caller commits)."""
     if booking.status is not BookingStatus.BOOKED:
         raise BookingError("This booking is not active.")
     session = booking.session
@@ -287,8 +293,6 @@ def cancel_booking(
         cancel=True,
         booking=booking,
     )
-    db.session.commit()
-    return booking
 
 
 def move_booking(

@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
 from .accounts import create_user, normalise_email
-from .bookings import cancel_booking, live_bookings
+from .bookings import live_bookings, release_booking
 from .errors import ImportRejected, InvalidInput
 from .extensions import db
 from .models import NQSW, Employer, Programme, Role, User, utcnow
@@ -239,13 +239,13 @@ def import_csv(
 
 
 def withdraw_nqsw(nqsw: NQSW) -> NQSW:
-    """Withdraw an NQSW from the programme; their future bookings are cancelled."""
+    """Withdraw an NQSW and cancel their future bookings, all in one transaction."""
     if nqsw.withdrawn_at is not None:
         raise InvalidInput(f"{nqsw.name} has already been withdrawn.")
     now = utcnow()
     for booking in live_bookings(nqsw):
         if booking.session.starts_at > now:
-            cancel_booking(booking, now=now)
+            release_booking(booking, now=now)
     nqsw.withdrawn_at = now
     db.session.commit()
     return nqsw
