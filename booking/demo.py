@@ -5,18 +5,24 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from .accounts import create_user
+from .attendance import MarkChange, record_marks
 from .bookings import book_place
 from .catalogue import seed_pack_courses
 from .extensions import db
 from .models import (
     LONDON,
     NQSW,
+    AttendanceMark,
+    Booking,
+    BookingSource,
+    Course,
     CourseLength,
     Employer,
     EmployerOption,
     Programme,
     Role,
     Session,
+    User,
     utcnow,
 )
 
@@ -36,6 +42,44 @@ def _weekday_on_or_after(day: date, weekday: int) -> date:
     return day + timedelta(days=(weekday - day.weekday()) % 7)
 
 
+# Course position -> weeks ago its first date ran.
+PAST_RUNS = {3: 5, 4: 2}
+# Marks per demo NQSW on those dates: Chloe misses both and is at risk.
+PAST_MARKS = (
+    (AttendanceMark.PRESENT, None),
+    (AttendanceMark.LEFT_EARLY, 120),
+    (AttendanceMark.ABSENT, None),
+    (AttendanceMark.PRESENT, None),
+)
+
+
+def _past_registers(courses: list[Course], nqsws: list[NQSW], coordinator: User) -> None:
+    """Book everyone on the dates that have run and take their registers."""
+    for index in PAST_RUNS:
+        session = courses[index].sessions[0]
+        for nqsw in nqsws:
+            # Booked before the date, when it was still open; the booking rules refuse past dates.
+            db.session.add(
+                Booking(
+                    session=session,
+                    nqsw=nqsw,
+                    course_id=session.course_id,
+                    source=BookingSource.COORDINATOR,
+                    created_at=session.starts_at - timedelta(weeks=4),
+                )
+            )
+        session.taken = len(nqsws)
+        db.session.commit()
+        record_marks(
+            session,
+            [
+                MarkChange(nqsw.id, mark, minutes, None)
+                for nqsw, (mark, minutes) in zip(nqsws, PAST_MARKS, strict=True)
+            ],
+            by=coordinator,
+        )
+
+
 def seed(today: date | None = None) -> str:
     """Create a published programme year with two dates per course and demo people."""
     today = today or utcnow().astimezone(LONDON).date()
@@ -52,11 +96,14 @@ def seed(today: date | None = None) -> str:
     )
     db.session.add(programme)
     courses = seed_pack_courses(programme)
-    # Two dates a course: one in the next four months, one about five months later.
+    # Two dates a course: one in the next four months, one about five months later;
+    # two courses have already had their first date, so registers have something to show.
     first = _weekday_on_or_after(today + timedelta(days=14), 1)
     for index, course in enumerate(courses):
         for run in range(2):
             day = _weekday_on_or_after(first + timedelta(weeks=index + run * 20), 1 + index % 3)
+            if run == 0 and index in PAST_RUNS:
+                day = _weekday_on_or_after(today - timedelta(weeks=PAST_RUNS[index]), 2)
             half = course.length is CourseLength.HALF_DAY
             db.session.add(
                 Session(
@@ -86,7 +133,7 @@ def seed(today: date | None = None) -> str:
         po_required=True,
     )
     db.session.add_all([elft, council])
-    create_user("coordinator@asye.example", "Sam Coordinator", Role.COORDINATOR)
+    coordinator = create_user("coordinator@asye.example", "Sam Coordinator", Role.COORDINATOR)
     create_user("manager@elft.nhs.example", "Priya Employer", Role.EMPLOYER_CONTACT, employer=elft)
     create_user(
         "asye.lead@riverside.example", "Tom Employer", Role.EMPLOYER_CONTACT, employer=council
@@ -111,6 +158,7 @@ def seed(today: date | None = None) -> str:
     book_place(nqsws[1], small)
     book_place(nqsws[3], small)
     book_place(nqsws[1], courses[6].sessions[0])
+    _past_registers(courses, nqsws, coordinator)
     return (
         f"Demo loaded: {programme.name}, {len(courses)} courses, "
         f"{2 * len(courses)} sessions, {len(nqsws)} NQSWs. Sign in at /sign-in."
