@@ -69,6 +69,13 @@ def _lock_nqsw(nqsw: NQSW) -> None:
     db.session.execute(select(NQSW.id).where(NQSW.id == nqsw.id).with_for_update())
 
 
+def _who(nqsw: NQSW, by: User | None) -> tuple[str, str]:
+    """Return how a message to ``by`` names the NQSW: ("You are", "your") or by name."""
+    if by is None or by.id == nqsw.user_id:
+        return "You are", "your"
+    return f"{nqsw.name} is", "their"
+
+
 def _fmt_day(day: date) -> str:
     return f"{day:%a} {day.day} {day:%b %Y}"
 
@@ -77,7 +84,13 @@ def _fmt_days(days: float) -> str:
     return f"{days:g} day" + ("" if days == 1 else "s")
 
 
-def check_protected_time(nqsw: NQSW, session: Session, *, ignoring: Booking | None = None) -> None:
+def check_protected_time(
+    nqsw: NQSW,
+    session: Session,
+    *,
+    ignoring: Booking | None = None,
+    by: User | None = None,
+) -> None:
     """Refuse ``session`` if it would break the NQSW's protected-time limit."""
     rules = rules_for(nqsw.programme)
     items: list[TrainingDay[int]] = [
@@ -101,7 +114,7 @@ def check_protected_time(nqsw: NQSW, session: Session, *, ignoring: Booking | No
     raise ProtectedTimeExceeded(
         f"This would put {_fmt_days(breach.used)} of training in the "
         f"{rules.window_weeks} weeks from {_fmt_day(breach.window_start)} to "
-        f"{_fmt_day(breach.window_end)}, but your protected time allows "
+        f"{_fmt_day(breach.window_end)}, but {_who(nqsw, by)[1]} protected time allows "
         f"{_fmt_days(breach.cap)} at {float(nqsw.fte):g} FTE. "
         f"Already in that window: {using}. Choose the course's other date, or move one of those."
     )
@@ -184,7 +197,7 @@ def _add_booking(nqsw: NQSW, session: Session, by: User | None, source: BookingS
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        raise AlreadyBooked("You already have a place on this course.") from None
+        raise AlreadyBooked(f"{_who(nqsw, by)[0]} already booked on this course.") from None
     return booking
 
 
@@ -215,12 +228,12 @@ def book_place(
     existing = _live_on_course(nqsw, session.course_id)
     if existing is not None:
         if existing.session_id == session.id:
-            raise AlreadyBooked("You are already booked on this session.")
+            raise AlreadyBooked(f"{_who(nqsw, by)[0]} already booked on this session.")
         raise AlreadyBooked(
-            f"You already have a place on {session.course.title} on "
+            f"{_who(nqsw, by)[0]} already booked on {session.course.title} on "
             f"{_fmt_day(existing.session.local_date)}. Move that booking instead."
         )
-    check_protected_time(nqsw, session)
+    check_protected_time(nqsw, session, by=by)
     _take_place(session)
     booking = _add_booking(nqsw, session, by, source)
     _close_waiting(nqsw, session, now)
@@ -311,14 +324,14 @@ def move_booking(
     if target.course_id != booking.course_id:
         raise SessionNotBookable("You can only move to another date of the same course.")
     if target.id == booking.session_id:
-        raise AlreadyBooked("You are already booked on this session.")
+        raise AlreadyBooked(f"{_who(booking.nqsw, by)[0]} already booked on this session.")
     nqsw = booking.nqsw
     _lock_nqsw(nqsw)
     _check_bookable(nqsw, target, now)
     old = booking.session
     if old.starts_at <= now:
         raise SessionNotBookable("Your booked session has already started; it cannot be moved.")
-    check_protected_time(nqsw, target, ignoring=booking)
+    check_protected_time(nqsw, target, ignoring=booking, by=by)
     if holding is None:
         _take_place(target)
     booking.status = BookingStatus.MOVED

@@ -278,3 +278,20 @@ def test_training_plan_shows_what_is_left_to_book(programme, make_course, make_s
     plan = training_plan(nqsw)
     assert [c.course.title for c in plan.to_book] == ["Open"]
     assert plan.days_booked == 1.0 and plan.cap_days == 2.0
+
+
+def test_refusals_name_the_nqsw_when_someone_else_books(
+    make_course, make_session, make_nqsw, coordinator
+):
+    nqsw = make_nqsw(name="Amara Okafor")
+    first = make_session(make_course(), day=MONDAY)
+    book_place(nqsw, first, by=coordinator)
+    with pytest.raises(AlreadyBooked, match="^Amara Okafor is already booked on this session"):
+        book_place(nqsw, first, by=coordinator)
+    with pytest.raises(AlreadyBooked, match="^You are already booked"):
+        book_place(nqsw, first, by=nqsw.user)
+    book_place(nqsw, make_session(make_course(), day=MONDAY + timedelta(days=1)), by=coordinator)
+    with pytest.raises(ProtectedTimeExceeded, match="their protected time allows 2 days"):
+        book_place(
+            nqsw, make_session(make_course(), day=MONDAY + timedelta(days=2)), by=coordinator
+        )
