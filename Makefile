@@ -33,6 +33,8 @@ test: install
 	./scripts/ensure-system.sh --browser
 	./scripts/ensure-postgres.sh
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy scheduler booking invoicing
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
