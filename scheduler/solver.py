@@ -759,8 +759,8 @@ def _improve(
             elif sum(c for _, c in pairs) > room:
                 sub.le.append(([k for k, _ in pairs], [c for _, c in pairs], room))
         before = [values[i] for i in group]
-        # Near the count bound, spend the last quarter polishing preferences as well.
-        polish = close and time.perf_counter() > until - (until - began) * 0.25
+        # Near the count bound, spend the last 60% polishing preferences as well.
+        polish = close and time.perf_counter() > until - (until - began) * 0.6
         out = _mip(sub, before, min(3.0, until - time.perf_counter()), quiet, lazy_cost=not polish)
         rounds += 1
         if (out.count, -out.cost) > (sum(before), -_cost(sub, before)):
