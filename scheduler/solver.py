@@ -552,11 +552,22 @@ def _merge(keep: list[bool], alive: list[int], got: Sequence[bool]) -> list[bool
     return merged
 
 
+def _fits_fixed(ctx: _Context, learner: int, session: int) -> bool:
+    """Return True when ``session`` alone fits ``learner``'s cap beside their fixed places."""
+    used = ctx.fixed_units[learner]
+    cap = ctx.caps[learner]
+    return all(used.get(w, 0) + ctx.units[session] <= cap for w in ctx.windows[session])
+
+
 def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
     """Return, per learner, the most placements their own rows allow with no one else.
 
     Computed on a relaxation (unavailability and clashes with fixed places dropped) so
-    that learners alike in cap and courses share one small exact MIP.
+    that learners alike in cap and courses share one small exact MIP. Sessions that
+    cannot fit beside the fixed places' protected time are left out of the options (the
+    learner's own candidates never include them); without that, a fixed place already
+    over the cap made the class MIP infeasible, and its meaningless bound of 0 capped a
+    learner who could still be placed elsewhere, so the flow bound was not proved.
     """
     p = ctx.problem
     by_course: dict[str, list[int]] = {}
@@ -578,6 +589,7 @@ def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
                     if learner.start <= p.sessions[si].day <= learner.end
                     and (p.sessions[si].group is None or p.sessions[si].group in learner.groups)
                     and ctx.cand.free[si] > 0
+                    and _fits_fixed(ctx, li, si)
                 ),
             )
             for c in sorted(wanted)
@@ -602,8 +614,10 @@ def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
             solver, x, _ = _linear(one, "SCIP", integer=True)
             _objective(solver, x, [1] * len(x), maximize=True)
             solver.SetTimeLimit(2000)
-            solver.Solve()
-            best = min(best, math.floor(solver.Objective().BestBound() + 1e-6))
+            status = solver.Solve()
+            # Only a solved model's bound is proved; otherwise keep the request count.
+            if status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+                best = min(best, max(0, math.floor(solver.Objective().BestBound() + 1e-6)))
         for li in members:
             out[li] = best
     return out
@@ -745,8 +759,8 @@ def _improve(
             elif sum(c for _, c in pairs) > room:
                 sub.le.append(([k for k, _ in pairs], [c for _, c in pairs], room))
         before = [values[i] for i in group]
-        # Near the count bound, spend the last quarter polishing preferences as well.
-        polish = close and time.perf_counter() > until - (until - began) * 0.25
+        # Near the count bound, spend the last 60% polishing preferences as well.
+        polish = close and time.perf_counter() > until - (until - began) * 0.6
         out = _mip(sub, before, min(3.0, until - time.perf_counter()), quiet, lazy_cost=not polish)
         rounds += 1
         if (out.count, -out.cost) > (sum(before), -_cost(sub, before)):
