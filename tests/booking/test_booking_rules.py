@@ -286,9 +286,9 @@ def test_refusals_name_the_nqsw_when_someone_else_books(
     nqsw = make_nqsw(name="Amara Okafor")
     first = make_session(make_course(), day=MONDAY)
     book_place(nqsw, first, by=coordinator)
-    with pytest.raises(AlreadyBooked, match="^Amara Okafor is already booked on this session"):
+    with pytest.raises(AlreadyBooked, match=r"^Amara Okafor is already booked on this session"):
         book_place(nqsw, first, by=coordinator)
-    with pytest.raises(AlreadyBooked, match="^You are already booked"):
+    with pytest.raises(AlreadyBooked, match=r"^You are already booked"):
         book_place(nqsw, first, by=nqsw.user)
     book_place(nqsw, make_session(make_course(), day=MONDAY + timedelta(days=1)), by=coordinator)
     with pytest.raises(ProtectedTimeExceeded, match="their protected time allows 2 days"):
