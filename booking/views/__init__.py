@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
 from ..errors import BookingError
+from ..extensions import db
 from ..models import Role
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +43,17 @@ def attach_error(form: FlaskForm, error: BookingError) -> None:
     )
     field = form._fields[name]
     field.errors = [*field.errors, error.message]
+
+
+@contextmanager
+def refusals_shown_on(form: FlaskForm) -> Iterator[None]:
+    """Show a service's refusal next to the form field it names, and carry on to the form."""
+    try:
+        yield
+    except BookingError as error:
+        # Undo anything half-done so the page re-renders from what is really stored.
+        db.session.rollback()
+        attach_error(form, error)
 
 
 def register_blueprints(app: Flask) -> None:

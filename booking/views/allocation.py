@@ -7,11 +7,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from .. import allocation as service
-from ..errors import BookingError
 from ..extensions import db
 from ..forms import AllocationForm, ConfirmForm
 from ..models import AllocationProposal, Programme, ProposalStatus, Role
-from . import attach_error, require_role
+from . import refusals_shown_on, require_role
 
 bp = Blueprint("allocation", __name__, url_prefix="/coordinator/programmes/<int:programme_id>")
 
@@ -29,7 +28,7 @@ def start(programme_id: int) -> ResponseReturnValue:
     programme = db.get_or_404(Programme, programme_id)
     form = AllocationForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             proposal = service.start_run(
                 programme,
                 by=current_user,
@@ -37,9 +36,6 @@ def start(programme_id: int) -> ResponseReturnValue:
                 allow_moves=form.allow_moves.data,
                 include_optional=form.include_optional.data,
             )
-        except BookingError as error:
-            attach_error(form, error)
-        else:
             return redirect(
                 url_for("allocation.proposal", programme_id=programme.id, proposal_id=proposal.id)
             )

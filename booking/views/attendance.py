@@ -14,7 +14,7 @@ from wtforms.validators import InputRequired, NumberRange
 
 from .. import attendance as service
 from .. import catalogue
-from ..errors import BookingError, ImportRejected
+from ..errors import ImportRejected
 from ..extensions import db
 from ..forms import ConfirmForm
 from ..models import (
@@ -30,7 +30,7 @@ from ..models import (
     Session,
     UnmatchedAttendee,
 )
-from . import attach_error, require_role
+from . import refusals_shown_on, require_role
 
 bp = Blueprint("attendance", __name__, url_prefix="/attendance")
 
@@ -415,7 +415,7 @@ def settings() -> ResponseReturnValue:
         else None
     )
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             service.update_settings(
                 programme,
                 threshold_percent=form.threshold.data or 0,
@@ -424,9 +424,6 @@ def settings() -> ResponseReturnValue:
                 apology_excuses=form.apology_excuses.data,
                 late_cancellation_counts_as_missed=form.late_cancellation_missed.data,
             )
-        except BookingError as error:
-            attach_error(form, error)
-        else:
             flash("Attendance settings saved.", "success")
             return redirect(url_for("attendance.overview", programme=programme.id))
     return render_template("attendance/settings.html", form=form, programme=programme), (

@@ -14,7 +14,6 @@ from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
 from .. import accounts, bookings, catalogue, enrolment, notifications, oversight
-from ..errors import BookingError
 from ..extensions import db
 from ..forms import (
     BookForSomeoneForm,
@@ -43,7 +42,7 @@ from ..models import (
     Role,
     Session,
 )
-from . import attach_error, require_role
+from . import refusals_shown_on, require_role
 
 bp = Blueprint("coordinator", __name__, url_prefix="/coordinator")
 
@@ -83,12 +82,6 @@ def _page_helpers() -> dict[str, Any]:
 
 def _status(form: FlaskForm) -> int:
     return 400 if form.errors else 200
-
-
-def _refused(form: FlaskForm, error: BookingError) -> None:
-    # Undo anything half-done so the page re-renders from what is really stored.
-    db.session.rollback()
-    attach_error(form, error)
 
 
 def _form_page(form: FlaskForm, *, title: str, submit: str, back: str, **context: Any) -> Any:
@@ -139,11 +132,8 @@ def _employer_fields(form: EmployerForm) -> dict[str, Any]:
 def register_employer() -> ResponseReturnValue:
     form = EmployerForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             employer = accounts.register_employer(**_employer_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{employer.name} is registered.", "success")
             return redirect(url_for("coordinator.employer", employer_id=employer.id))
     return _form_page(
@@ -167,11 +157,8 @@ def edit_employer(employer_id: int) -> ResponseReturnValue:
     found = db.get_or_404(Employer, employer_id)
     form = EmployerForm(obj=found, data={"option": found.option.value})
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             accounts.update_employer(found, **_employer_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{found.name}'s details are saved.", "success")
             return redirect(url_for("coordinator.employer", employer_id=found.id))
     return _form_page(
@@ -187,13 +174,10 @@ def invite_contact(employer_id: int) -> ResponseReturnValue:
     found = db.get_or_404(Employer, employer_id)
     form = ContactForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             user = accounts.invite_contact(
                 found, email=form.email.data or "", name=form.name.data or ""
             )
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(
                 f"{user.name} is invited and has been sent a sign-in link (see the outbox).",
                 "success",
@@ -232,11 +216,8 @@ def _programme_fields(form: ProgrammeForm) -> dict[str, Any]:
 def create_programme() -> ResponseReturnValue:
     form = ProgrammeForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             programme = catalogue.create_programme(**_programme_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{programme.name} is created. Add its courses, then publish it.", "success")
             return redirect(url_for("coordinator.programme", programme_id=programme.id))
     return _form_page(
@@ -263,11 +244,8 @@ def edit_programme(programme_id: int) -> ResponseReturnValue:
     found = db.get_or_404(Programme, programme_id)
     form = ProgrammeForm(obj=found)
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             catalogue.update_programme(found, **_programme_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{found.name} is saved.", "success")
             return redirect(url_for("coordinator.programme", programme_id=found.id))
     return _form_page(
@@ -323,11 +301,8 @@ def add_course(programme_id: int) -> ResponseReturnValue:
     found = db.get_or_404(Programme, programme_id)
     form = CourseForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             course = catalogue.add_course(found, **_course_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{course.title} is added.", "success")
             return redirect(url_for("coordinator.programme", programme_id=found.id))
     return _form_page(
@@ -343,11 +318,8 @@ def edit_course(course_id: int) -> ResponseReturnValue:
     course = db.get_or_404(Course, course_id)
     form = CourseForm(obj=course, data={"length": course.length.value})
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             catalogue.update_course(course, **_course_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{course.title} is saved.", "success")
             return redirect(url_for("coordinator.programme", programme_id=course.programme_id))
     return _form_page(
@@ -380,11 +352,8 @@ def add_session(course_id: int) -> ResponseReturnValue:
     course = db.get_or_404(Course, course_id)
     form = SessionForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             session = catalogue.add_session(course, **_session_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{course.title} on {session.local_start:%-d %B %Y} is scheduled.", "success")
             return redirect(url_for("coordinator.session", session_id=session.id))
     return _form_page(
@@ -430,11 +399,8 @@ def book_for_someone(session_id: int) -> ResponseReturnValue:
         if nqsw is None:
             form.nqsw_id.errors = ["Choose an NQSW"]
         else:
-            try:
+            with refusals_shown_on(form):
                 bookings.book_place(nqsw, found, by=current_user, source=BookingSource.COORDINATOR)
-            except BookingError as error:
-                _refused(form, error)
-            else:
                 flash(f"{nqsw.name} is booked on this session.", "success")
                 return redirect(url_for("coordinator.session", session_id=found.id))
     return _session_page(found, form)
@@ -456,11 +422,8 @@ def edit_session(session_id: int) -> ResponseReturnValue:
         },
     )
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             catalogue.update_session(found, **_session_fields(form))
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash("The session is saved. Anyone booked is told of a new time or link.", "success")
             return redirect(url_for("coordinator.session", session_id=found.id))
     return _form_page(
@@ -478,11 +441,8 @@ def cancel_session(session_id: int) -> ResponseReturnValue:
     found = db.get_or_404(Session, session_id)
     form = CancelSessionForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             told = bookings.cancel_session(found, reason=form.reason.data or "", by=current_user)
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"The session is cancelled; {told} people were told.", "success")
             return redirect(url_for("coordinator.session", session_id=found.id))
     return _form_page(
@@ -530,11 +490,8 @@ def edit_nqsw(nqsw_id: int) -> ResponseReturnValue:
             for name, field in form._fields.items()
             if name != "csrf_token"
         }
-        try:
+        with refusals_shown_on(form):
             enrolment.update_nqsw(found, raw)
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"{found.name}'s details are saved.", "success")
             return redirect(url_for("coordinator.nqsw", nqsw_id=found.id))
     return _form_page(
@@ -573,13 +530,10 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
     ]
     if form.validate_on_submit():
         target = db.get_or_404(Session, form.session_id.data)
-        try:
+        with refusals_shown_on(form):
             bookings.move_booking(
                 booking, target, by=current_user, source=BookingSource.COORDINATOR
             )
-        except BookingError as error:
-            _refused(form, error)
-        else:
             flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
             return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
     return render_template("coordinator/move.html", booking=booking, form=form), _status(form)

@@ -10,11 +10,11 @@ from sqlalchemy.orm import selectinload
 
 from .. import catalogue, enrolment
 from ..bookings import training_plan
-from ..errors import ImportRejected, InvalidInput
+from ..errors import ImportRejected
 from ..extensions import db
 from ..forms import ImportForm, NQSWForm
 from ..models import NQSW, Booking, Employer, Programme, Role
-from . import attach_error, require_role
+from . import refusals_shown_on, require_role
 
 bp = Blueprint("employer", __name__, url_prefix="/employer")
 
@@ -62,11 +62,8 @@ def enrol() -> ResponseReturnValue:
     form = NQSWForm()
     if form.validate_on_submit():
         raw = {name: str(field.data or "") for name, field in form._fields.items()}
-        try:
+        with refusals_shown_on(form):
             added = enrolment.enrol_nqsw(employer, programme, raw)
-        except InvalidInput as error:
-            attach_error(form, error)
-        else:
             flash(f"{added.name} is enrolled on {programme.name}.", "success")
             return redirect(url_for("employer.dashboard"))
     return render_template("employer/enrol.html", form=form, programme=programme), (
