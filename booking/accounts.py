@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -13,11 +11,7 @@ from .errors import BookingError, InvalidInput
 from .extensions import db
 from .models import Employer, EmployerOption, Role, SignInToken, User, utcnow
 from .notifications import queue_message
-
-
-def hash_token(token: str) -> str:
-    """Return the digest under which a token is stored."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+from .tokens import hash_token, new_token
 
 
 def normalise_email(email: str) -> str:
@@ -33,7 +27,7 @@ def user_by_email(email: str) -> User | None:
 def issue_sign_in_link(user: User, *, now: datetime | None = None) -> str:
     """Create a single-use sign-in token for ``user`` and return the raw token."""
     now = now or utcnow()
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     minutes = current_app.config["SIGN_IN_LINK_MINUTES"]
     db.session.add(
         SignInToken(

@@ -53,6 +53,7 @@ from .models import (
     SessionStatus,
     UnmatchedAttendee,
     User,
+    london_today,
     utcnow,
 )
 from .notifications import queue_message, resend
@@ -1136,7 +1137,7 @@ def send_status_alerts(*, now: datetime | None = None) -> int:
     improvements are stored silently. Return the number of alerts queued.
     """
     now = now or utcnow()
-    today = now.astimezone(LONDON).date()
+    today = london_today(now)
     queued = 0
     for programme in db.session.scalars(select(Programme)).all():
         for item in programme_attendance(programme, now=now):

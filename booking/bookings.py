@@ -27,7 +27,6 @@ from .errors import (
 )
 from .extensions import db
 from .models import (
-    LONDON,
     NQSW,
     Booking,
     BookingSource,
@@ -39,6 +38,7 @@ from .models import (
     User,
     WaitlistEntry,
     WaitStatus,
+    london_today,
     utcnow,
 )
 from .notifications import queue_invitation, queue_message
@@ -273,7 +273,7 @@ def working_days_between(start: date, end: date) -> int:
 
 def is_late(session: Session, now: datetime) -> bool:
     """Return True when cancelling now falls inside the programme's cut-off."""
-    today = now.astimezone(LONDON).date()
+    today = london_today(now)
     cutoff = session.course.programme.cancellation_cutoff_working_days
     return working_days_between(today, session.local_date) < cutoff
 

@@ -13,8 +13,6 @@ on. Booking, moving and host changes send ``METHOD:REQUEST`` and cancellations
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +37,7 @@ from .models import (
     User,
     utcnow,
 )
+from .tokens import hash_token, new_token
 
 PRODID = "-//ASYE training//Booking service//EN"
 REFRESH = "PT1H"  # how often clients should fetch again; feeds change a few times a week
@@ -233,16 +232,12 @@ def render_feed(feed: Feed) -> bytes:
 # Secret feed links
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def issue_feed_token(user: User, *, now: datetime | None = None) -> str:
     """Create a secret feed link for ``user`` and return the raw token (shown once)."""
     if user.role not in (Role.NQSW, Role.EMPLOYER_CONTACT):
         raise ValueError("only NQSWs and employer contacts have personal feeds")
-    token = secrets.token_urlsafe(32)
-    db.session.add(FeedToken(user=user, token_hash=_digest(token), created_at=now or utcnow()))
+    token = new_token()
+    db.session.add(FeedToken(user=user, token_hash=hash_token(token), created_at=now or utcnow()))
     db.session.commit()
     return token
 
@@ -272,7 +267,7 @@ def user_for_feed_token(token: str, role: Role) -> User | None:
     user = db.session.scalar(
         select(User)
         .join(FeedToken, FeedToken.user_id == User.id)
-        .where(FeedToken.token_hash == _digest(token), FeedToken.revoked_at.is_(None))
+        .where(FeedToken.token_hash == hash_token(token), FeedToken.revoked_at.is_(None))
     )
     if user is None or not user.active or user.role is not role:
         return None

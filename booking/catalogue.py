@@ -12,14 +12,13 @@ from sqlalchemy.orm import selectinload
 from .errors import InvalidInput
 from .extensions import db
 from .models import (
-    LONDON,
     BookingStatus,
     Course,
     CourseLength,
     Programme,
     Session,
     SessionStatus,
-    utcnow,
+    london_today,
 )
 from .notifications import queue_invitation
 
@@ -128,7 +127,7 @@ def all_programmes() -> Sequence[Programme]:
 
 def current_programme(today: date | None = None) -> Programme | None:
     """Return the published programme running today, else the newest published one."""
-    today = today or utcnow().astimezone(LONDON).date()
+    today = today or london_today()
     programmes = published_programmes()
     for programme in programmes:
         if programme.starts_on <= today <= programme.ends_on:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, time, timedelta
 
 from .accounts import create_user
 from .attendance import MarkChange, record_marks
@@ -10,7 +10,6 @@ from .bookings import book_place
 from .catalogue import seed_pack_courses
 from .extensions import db
 from .models import (
-    LONDON,
     NQSW,
     AttendanceMark,
     Booking,
@@ -23,7 +22,8 @@ from .models import (
     Role,
     Session,
     User,
-    utcnow,
+    london_to_utc,
+    london_today,
 )
 
 DEMO_NQSWS = (
@@ -32,10 +32,6 @@ DEMO_NQSWS = (
     ("Chloe Nguyen", "chloe.nguyen@nhs.example", "SW100203", 0.6),
     ("Dev Patel", "dev.patel@council.example", "SW100204", 1.0),
 )
-
-
-def _at(day: date, clock: time) -> datetime:
-    return datetime.combine(day, clock, tzinfo=LONDON).astimezone(UTC)
 
 
 def _weekday_on_or_after(day: date, weekday: int) -> date:
@@ -82,7 +78,7 @@ def _past_registers(courses: list[Course], nqsws: list[NQSW], coordinator: User)
 
 def seed(today: date | None = None) -> str:
     """Create a published programme year with two dates per course and demo people."""
-    today = today or utcnow().astimezone(LONDON).date()
+    today = today or london_today()
     year = today.year if today.month >= 9 else today.year - 1
     programme = Programme(
         slug=f"pan-london-{year}",
@@ -108,8 +104,8 @@ def seed(today: date | None = None) -> str:
             db.session.add(
                 Session(
                     course=course,
-                    starts_at=_at(day, time(9, 30)),
-                    ends_at=_at(day, time(13, 0) if half else time(16, 30)),
+                    starts_at=london_to_utc(day, time(9, 30)),
+                    ends_at=london_to_utc(day, time(13, 0) if half else time(16, 30)),
                     # One small session shows the waiting list in action.
                     capacity=2 if (index, run) == (0, 0) else 30,
                     joining_url="https://teams.microsoft.com/l/meetup-join/demo",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,16 @@ LONDON = ZoneInfo("Europe/London")
 def utcnow() -> datetime:
     """Return the current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def london_today(now: datetime | None = None) -> date:
+    """Return today's date in Europe/London."""
+    return (now or utcnow()).astimezone(LONDON).date()
+
+
+def london_to_utc(day: date, clock: time) -> datetime:
+    """Return the UTC instant of a Europe/London wall-clock time."""
+    return datetime.combine(day, clock, tzinfo=LONDON).astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -24,7 +24,6 @@ from .calendar import invitation
 from .errors import BookingError
 from .extensions import db
 from .models import (
-    LONDON,
     NQSW,
     Booking,
     BookingStatus,
@@ -33,6 +32,7 @@ from .models import (
     Programme,
     Session,
     SessionStatus,
+    london_today,
     utcnow,
 )
 
@@ -141,7 +141,7 @@ def queue_reminders(now: datetime | None = None) -> int:
     or ``flask mail remind`` nightly) sends each one once. Returns how many were queued.
     """
     now = now or utcnow()
-    today = now.astimezone(LONDON).date()
+    today = london_today(now)
     # Look as far ahead as the programme that sends joining details earliest.
     days_ahead = db.session.scalar(select(func.max(Programme.joining_info_days_before))) or 0
     rows = db.session.scalars(

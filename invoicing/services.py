@@ -24,7 +24,6 @@ from sqlalchemy.orm import selectinload
 from booking.errors import BookingError, InvalidInput
 from booking.extensions import db
 from booking.models import (
-    LONDON,
     NQSW,
     Booking,
     BookingStatus,
@@ -34,6 +33,7 @@ from booking.models import (
     Role,
     Session,
     User,
+    london_today,
     utcnow,
 )
 from booking.notifications import queue_message
@@ -92,11 +92,6 @@ def vat_label(rate_basis_points: int) -> str:
     """Return a VAT rate for people, e.g. 2000 -> '20%'."""
     whole, rest = divmod(rate_basis_points, 100)
     return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"
-
-
-def london_today(now: datetime | None = None) -> date:
-    """Return today's date in London."""
-    return (now or utcnow()).astimezone(LONDON).date()
 
 
 # Numbering -------------------------------------------------------------------------

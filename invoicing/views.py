@@ -19,11 +19,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from booking import catalogue
-from booking.errors import BookingError
 from booking.extensions import csrf, db
 from booking.forms import ConfirmForm
 from booking.models import Employer, Programme, Role
-from booking.views import attach_error, require_role
+from booking.views import form_status, refusals_shown_on, require_role
 
 from . import gateway, pdf, services
 from .forms import CreditForm, PaymentForm, PurchaseOrderForm, VoidForm
@@ -70,7 +69,7 @@ def _employer_page(form: PurchaseOrderForm) -> ResponseReturnValue:
         employer=current_user.employer,
         form=form,
         today=services.london_today(),
-    ), (400 if form.errors else 200)
+    ), form_status(form)
 
 
 @bp.post("/employer/invoices/purchase-order")
@@ -81,12 +80,8 @@ def employer_purchase_order() -> ResponseReturnValue:
         abort(403)
     form = PurchaseOrderForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             services.set_purchase_order(employer, form.po_number.data, by=current_user)
-        except BookingError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
             flash("Your purchase order number is saved for your next invoice.", "success")
             return redirect(url_for("invoicing.employer_invoices"))
     return _employer_page(form)
@@ -234,7 +229,7 @@ def record_payment(invoice_id: int) -> ResponseReturnValue:
     invoice = db.get_or_404(Invoice, invoice_id)
     form = PaymentForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             services.record_payment(
                 invoice,
                 amount_pence=int((form.amount.data * 100).to_integral_value()),
@@ -242,10 +237,6 @@ def record_payment(invoice_id: int) -> ResponseReturnValue:
                 paid_on=form.paid_on.data,
                 by=current_user,
             )
-        except BookingError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
             flash(f"Payment recorded against {invoice.number}.", "success")
             return redirect(url_for("invoicing.coordinator_invoice", invoice_id=invoice.id))
     return _coordinator_page(invoice, payment=form)
@@ -257,12 +248,8 @@ def void_invoice(invoice_id: int) -> ResponseReturnValue:
     invoice = db.get_or_404(Invoice, invoice_id)
     form = VoidForm()
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             services.void_invoice(invoice, form.reason.data, by=current_user)
-        except BookingError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
             flash(f"Invoice {invoice.number} is void.", "success")
             return redirect(url_for("invoicing.coordinator_invoice", invoice_id=invoice.id))
     return _coordinator_page(invoice, void=form)
@@ -275,14 +262,10 @@ def credit_invoice(invoice_id: int) -> ResponseReturnValue:
     form = CreditForm()
     form.lines.choices = _creditable(invoice)
     if form.validate_on_submit():
-        try:
+        with refusals_shown_on(form):
             note = services.credit_invoice(
                 invoice, form.lines.data, form.reason.data, by=current_user
             )
-        except BookingError as error:
-            db.session.rollback()
-            attach_error(form, error)
-        else:
             flash(f"Credit note {note.number} issued.", "success")
             return redirect(url_for("invoicing.coordinator_invoice", invoice_id=invoice.id))
     return _coordinator_page(invoice, credit=form)

@@ -45,6 +45,11 @@ def attach_error(form: FlaskForm, error: BookingError) -> None:
     field.errors = [*field.errors, error.message]
 
 
+def form_status(form: FlaskForm) -> int:
+    """Return 400 for a form re-rendered with errors, else 200."""
+    return 400 if form.errors else 200
+
+
 @contextmanager
 def refusals_shown_on(form: FlaskForm) -> Iterator[None]:
     """Show a service's refusal next to the form field it names, and carry on to the form."""

@@ -10,7 +10,7 @@ from .. import allocation as service
 from ..extensions import db
 from ..forms import AllocationForm, ConfirmForm
 from ..models import AllocationProposal, Programme, ProposalStatus, Role
-from . import refusals_shown_on, require_role
+from . import form_status, refusals_shown_on, require_role
 
 bp = Blueprint("allocation", __name__, url_prefix="/coordinator/programmes/<int:programme_id>")
 
@@ -44,7 +44,7 @@ def start(programme_id: int) -> ResponseReturnValue:
         programme=programme,
         form=form,
         proposals=service.proposals_for(programme),
-    ), (400 if form.errors else 200)
+    ), form_status(form)
 
 
 @bp.get("/allocation/<int:proposal_id>")

@@ -30,7 +30,7 @@ from ..models import (
     Session,
     UnmatchedAttendee,
 )
-from . import refusals_shown_on, require_role
+from . import form_status, refusals_shown_on, require_role
 
 bp = Blueprint("attendance", __name__, url_prefix="/attendance")
 
@@ -426,6 +426,6 @@ def settings() -> ResponseReturnValue:
             )
             flash("Attendance settings saved.", "success")
             return redirect(url_for("attendance.overview", programme=programme.id))
-    return render_template("attendance/settings.html", form=form, programme=programme), (
-        400 if form.errors else 200
+    return render_template("attendance/settings.html", form=form, programme=programme), form_status(
+        form
     )

@@ -11,6 +11,7 @@ from .. import accounts
 from ..extensions import db, login_manager
 from ..forms import ConfirmForm, SignInForm
 from ..models import Role, User
+from . import form_status
 
 bp = Blueprint("auth", __name__)
 
@@ -39,9 +40,7 @@ def sign_in() -> ResponseReturnValue:
         # The same answer whether or not an account exists, so addresses cannot be probed.
         return render_template("auth/check_email.html", email=form.email.data)
     demo_users = _demo_users() if current_app.config["DEMO"] else []
-    return render_template("auth/sign_in.html", form=form, demo_users=demo_users), (
-        400 if form.errors else 200
-    )
+    return render_template("auth/sign_in.html", form=form, demo_users=demo_users), form_status(form)
 
 
 @bp.route("/sign-in/<token>", methods=["GET", "POST"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -41,8 +40,9 @@ from ..models import (
     Programme,
     Role,
     Session,
+    london_to_utc,
 )
-from . import refusals_shown_on, require_role
+from . import form_status, refusals_shown_on, require_role
 
 bp = Blueprint("coordinator", __name__, url_prefix="/coordinator")
 
@@ -80,19 +80,10 @@ def _page_helpers() -> dict[str, Any]:
     return {"LONDON": LONDON, "linkify": linkify}
 
 
-def _status(form: FlaskForm) -> int:
-    return 400 if form.errors else 200
-
-
 def _form_page(form: FlaskForm, *, title: str, submit: str, back: str, **context: Any) -> Any:
     return render_template(
         "coordinator/form.html", form=form, title=title, submit=submit, back=back, **context
-    ), _status(form)
-
-
-def _utc(day: date, clock: time) -> datetime:
-    """Return the UTC instant of a UK wall-clock time."""
-    return datetime.combine(day, clock, tzinfo=LONDON).astimezone(UTC)
+    ), form_status(form)
 
 
 # Dashboard -------------------------------------------------------------------------------
@@ -336,8 +327,8 @@ def edit_course(course_id: int) -> ResponseReturnValue:
 def _session_fields(form: SessionForm) -> dict[str, Any]:
     assert form.date.data and form.start_time.data and form.end_time.data
     return {
-        "starts_at": _utc(form.date.data, form.start_time.data),
-        "ends_at": _utc(form.date.data, form.end_time.data),
+        "starts_at": london_to_utc(form.date.data, form.start_time.data),
+        "ends_at": london_to_utc(form.date.data, form.end_time.data),
         "capacity": int(form.capacity.data or 0),
         "mode": form.mode.data or "",
         "region": (form.region.data or "").strip() or None,
@@ -372,7 +363,7 @@ def _session_page(session: Session, form: BookForSomeoneForm) -> Any:
         waiting=oversight.session_waitlist(session),
         form=form,
         confirm=ConfirmForm(),
-    ), _status(form)
+    ), form_status(form)
 
 
 def _book_form(session: Session) -> BookForSomeoneForm:
@@ -536,7 +527,7 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
             )
             flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
             return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
-    return render_template("coordinator/move.html", booking=booking, form=form), _status(form)
+    return render_template("coordinator/move.html", booking=booking, form=form), form_status(form)
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])

@@ -14,7 +14,7 @@ from ..errors import ImportRejected
 from ..extensions import db
 from ..forms import ImportForm, NQSWForm
 from ..models import NQSW, Booking, Employer, Programme, Role
-from . import refusals_shown_on, require_role
+from . import form_status, refusals_shown_on, require_role
 
 bp = Blueprint("employer", __name__, url_prefix="/employer")
 
@@ -66,9 +66,7 @@ def enrol() -> ResponseReturnValue:
             added = enrolment.enrol_nqsw(employer, programme, raw)
             flash(f"{added.name} is enrolled on {programme.name}.", "success")
             return redirect(url_for("employer.dashboard"))
-    return render_template("employer/enrol.html", form=form, programme=programme), (
-        400 if form.errors else 200
-    )
+    return render_template("employer/enrol.html", form=form, programme=programme), form_status(form)
 
 
 @bp.route("/nqsws/import", methods=["GET", "POST"])
@@ -94,4 +92,4 @@ def import_csv() -> ResponseReturnValue:
         problems=problems,
         columns=enrolment.CSV_COLUMNS,
         programme=programme,
-    ), (400 if form.errors else 200)
+    ), form_status(form)

@@ -11,7 +11,7 @@ from .. import bookings as service
 from ..extensions import db
 from ..forms import ConfirmForm, MoveForm
 from ..models import NQSW, Booking, Role, Session, WaitlistEntry
-from . import require_role
+from . import form_status, require_role
 
 bp = Blueprint("my", __name__, url_prefix="/my")
 
@@ -93,9 +93,7 @@ def move(booking_id: int) -> ResponseReturnValue:
         service.move_booking(booking, target, by=current_user)
         flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
         return redirect(url_for("my.training"))
-    return render_template("my/move.html", booking=booking, form=form), (
-        400 if form.errors else 200
-    )
+    return render_template("my/move.html", booking=booking, form=form), form_status(form)
 
 
 @bp.post("/sessions/<int:session_id>/wait")

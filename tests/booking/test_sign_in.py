@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from booking.accounts import hash_token, redeem_sign_in
+from booking.accounts import redeem_sign_in
 from booking.errors import BookingError
 from booking.extensions import db
 from booking.models import OutboxMessage, Role, SignInToken, utcnow
+from booking.tokens import hash_token
 
 
 def _link_from_outbox() -> str:
