@@ -38,6 +38,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -68,6 +69,9 @@ LARGE_VARIABLES = 40000
 PERSONAL_CLASSES = 3000
 # Learners re-solved together in each improvement step of a large batch.
 NEIGHBOURHOOD = 30
+# One placement is worth this much preference cost in the weighted objective of
+# ``_linked``; its bounds hold for any weight.
+PLACEMENT_WEIGHT = 100
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class _Rows:
     vars: list[_Var]
     amo: list[list[int]]
     le: list[tuple[list[int], list[int], int]]
+    # Which ``le`` rows are session capacities, and of which session.
+    capacity: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +186,7 @@ class _Context:
         rows.amo.extend(idx for idx in by_request.values() if len(idx) > 1)
         for si, idx in by_session.items():
             if len(idx) > cand.free[si]:
+                rows.capacity[len(rows.le)] = si
                 rows.le.append((idx, [1] * len(idx), cand.free[si]))
         for li, idx in by_learner.items():
             self._clashes(rows, idx)
@@ -352,7 +359,9 @@ def solve(
         if engine == "cp-sat":
             out = _cpsat(rows, hinted, budget, workers, totals)
         elif len(rows.vars) > LARGE_VARIABLES:
-            out = _large(rows, hinted, budget, totals, ctx)
+            out = _linked(rows, hinted, budget, totals, ctx, workers) or _large(
+                rows, hinted, budget, totals, ctx
+            )
         else:
             out = _mip(rows, hinted, budget, totals)
         totals.placed += out.count
@@ -430,7 +439,7 @@ def _linear(
 
 
 def _objective(
-    solver: pywraplp.Solver, x: list[pywraplp.Variable], weights: Sequence[int], maximize: bool
+    solver: pywraplp.Solver, x: list[pywraplp.Variable], weights: Sequence[float], maximize: bool
 ) -> None:
     obj = solver.Objective()
     obj.Clear()
@@ -835,6 +844,212 @@ def _large(
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
+
+
+# --- Groups joined by sessions open to all ---------------------------------------------
+
+
+def _groups(ctx: _Context, rows: _Rows) -> tuple[list[list[int]], dict[int, int]] | None:
+    """Return the variables of each group of learners and the rows that link groups.
+
+    Learners fall into groups joined by the capacity of sessions restricted to a group
+    (a region's dates); sessions open to all (national online dates) link the groups.
+    None when that leaves nothing to split: no group sessions, or fewer binding group
+    sessions than linking ones.
+    """
+    sessions = ctx.problem.sessions
+    linking = {k: si for k, si in rows.capacity.items() if sessions[si].group is None}
+    if not linking or len(rows.capacity) - len(linking) <= len(linking):
+        return None
+    parent: dict[int, int] = {}
+
+    def find(a: int) -> int:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for k in rows.capacity:
+        if k in linking:
+            continue
+        members = rows.le[k][0]
+        root = find(ctx.learner_of[rows.vars[members[0]].request])
+        for i in members[1:]:
+            other = find(ctx.learner_of[rows.vars[i].request])
+            if other != root:
+                parent[other] = root
+    parts: dict[int, list[int]] = {}
+    for i, v in enumerate(rows.vars):
+        parts.setdefault(find(ctx.learner_of[v.request]), []).append(i)
+    if len(parts) < 2:
+        return None
+    # Learners who share no group session with anyone are batched, so each model is
+    # worth a solver start.
+    groups: list[list[int]] = []
+    loose: list[int] = []
+    for idx in sorted(parts.values(), key=len, reverse=True):
+        if len(idx) >= BATCH_VARIABLES // 10:
+            groups.append(idx)
+        else:
+            loose.extend(idx)
+            if len(loose) >= BATCH_VARIABLES // 10:
+                groups.append(sorted(loose))
+                loose = []
+    if loose:
+        groups.append(sorted(loose))
+    return (groups, linking) if len(groups) > 1 else None
+
+
+def _restrict(rows: _Rows, idx: list[int], linking: dict[int, int], rhs: dict[int, int]) -> _Rows:
+    """Return the model of variables ``idx``: linking rows get ``rhs`` or, without it, go."""
+    pos = {i: k for k, i in enumerate(idx)}
+    sub = _Rows([rows.vars[i] for i in idx], [], [])
+    for members in rows.amo:
+        if members[0] in pos:  # at-most-one rows never leave a learner
+            sub.amo.append([pos[i] for i in members])
+    for k, (members, coefs, limit) in enumerate(rows.le):
+        pairs = [(pos[i], c) for i, c in zip(members, coefs, strict=True) if i in pos]
+        if not pairs:
+            continue
+        if k in linking:
+            if k not in rhs:
+                continue
+            limit = rhs[k]
+        if sum(c for _, c in pairs) > limit:
+            sub.le.append(([i for i, _ in pairs], [c for _, c in pairs], limit))
+    return sub
+
+
+def _quotas(
+    rows: _Rows, lp: Sequence[float], groups: list[list[int]], linking: dict[int, int]
+) -> list[dict[int, int]]:
+    """Share each linking session's places among the groups as the LP uses them."""
+    group_of: dict[int, int] = {}
+    for g, idx in enumerate(groups):
+        group_of.update((i, g) for i in idx)
+    quotas: list[dict[int, int]] = [{} for _ in groups]
+    for k in linking:
+        members, _, places = rows.le[k]
+        use: dict[int, float] = {}
+        for i in members:
+            use[group_of[i]] = use.get(group_of[i], 0.0) + lp[i]
+        share = {g: math.floor(u + 1e-6) for g, u in use.items()}
+        left = places - sum(share.values())
+        for g in sorted(use, key=lambda g: share[g] - use[g]):  # largest remainder first
+            if left <= 0 or use[g] - share[g] <= 1e-6:
+                break
+            share[g] += 1
+            left -= 1
+        for g, q in share.items():
+            quotas[g][k] = q
+    return quotas
+
+
+def _linked(
+    rows: _Rows, hint: list[bool], budget: float, totals: _Totals, ctx: _Context, workers: int
+) -> _Outcome | None:
+    """Solve a big batch group by group, sharing the linking sessions by LP, with a proof.
+
+    One weighted objective, ``PLACEMENT_WEIGHT`` per placement less its preference cost,
+    stands for the lexicographic pair. First-order LP (PDLP) solves its relaxation in
+    seconds; its duals price the linking sessions and its values share their places
+    among the groups. Then, one exact MIP per group and job, on ``workers`` threads:
+
+    * the answer: each group within its share of the linking sessions;
+    * the proof: each group with the linking sessions priced instead of limited. For any
+      prices ``p >= 0``, ``sum(p * places) + sum(group maxima)`` bounds the weighted
+      objective of every allocation (Lagrangian relaxation), so an allocation with ``n``
+      placements costs at least ``PLACEMENT_WEIGHT * n - bound``.
+
+    Returns None when the batch does not split into groups or the LP fails.
+    """
+    t0 = time.perf_counter()
+    until = t0 + budget
+    split = _groups(ctx, rows)
+    if split is None:
+        return None
+    groups, linking = split
+    weight = PLACEMENT_WEIGHT
+    weights = [weight - v.cost for v in rows.vars]
+    lp, x, cons = _linear(rows, "PDLP", integer=False)
+    _objective(lp, x, weights, maximize=True)
+    lp.SetTimeLimit(int(max(1.0, budget * 0.3) * 1000))
+    if lp.Solve() not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return None
+    values_lp = [xi.solution_value() for xi in x]
+    n_amo = len(rows.amo)
+    # Any prices >= 0 give a valid bound; rounding keeps the group objectives tidy.
+    price = {k: max(0.0, round(cons[n_amo + k].dual_value(), 6)) for k in linking}
+    quotas = _quotas(rows, values_lp, groups, linking)
+    log.info(
+        "%d groups, %d linking sessions; LP %.1f in %.1f s",
+        len(groups),
+        len(linking),
+        lp.Objective().Value(),
+        time.perf_counter() - t0,
+    )
+    priced: dict[int, float] = {}
+    for k, p in price.items():
+        for i in rows.le[k][0]:
+            priced[i] = p
+
+    def answer(g: int) -> list[bool]:
+        sub = _restrict(rows, groups[g], linking, quotas[g])
+        solver, xs, _ = _linear(sub, "SCIP", integer=True)
+        _objective(solver, xs, [weights[i] for i in groups[g]], maximize=True)
+        got, _ = _run_scip(solver, xs, [False] * len(xs), until - time.perf_counter())
+        return got if got is not None else [False] * len(xs)
+
+    def proof(g: int) -> float:
+        sub = _restrict(rows, groups[g], linking, {})
+        solver, xs, _ = _linear(sub, "SCIP", integer=True)
+        obj = [weights[i] - priced.get(i, 0.0) for i in groups[g]]
+        _objective(solver, xs, obj, maximize=True)
+        _, bound = _run_scip(solver, xs, [False] * len(xs), until - time.perf_counter())
+        return bound if math.isfinite(bound) else sum(max(0.0, w) for w in obj)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        answers = [pool.submit(answer, g) for g in range(len(groups))]
+        proofs = [pool.submit(proof, g) for g in range(len(groups))]
+        values = [False] * len(rows.vars)
+        for g, job in enumerate(answers):
+            for i, val in zip(groups[g], job.result(), strict=True):
+                values[i] = val
+        upper = sum(p * rows.le[k][2] for k, p in price.items())
+        upper += sum(job.result() for job in proofs)
+    if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
+        values = list(hint)
+    transport = _flow(rows, ctx.cand.free, None, ctx.learner_of, None)
+    count_bound = len(rows.vars) if transport is None else sum(transport[0])
+
+    def cost_floor(count: int) -> int:
+        # Weighted objectives are whole numbers, so allow for solver round-off.
+        return max(0, math.ceil(weight * count - upper - 1e-4))
+
+    count, cost = sum(values), _cost(rows, values)
+    totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
+    totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_floor(count))
+    if (count < count_bound or cost > cost_floor(count)) and time.perf_counter() < until - 1:
+        values = _improve(
+            rows,
+            values,
+            ctx.learner_of,
+            until,
+            lambda vs: totals.report(
+                "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
+            ),
+            count_bound,
+        )
+        count, cost = sum(values), _cost(rows, values)
+    log.info(
+        "groups: %d placed (bound %d), cost %d (bound %d)",
+        count,
+        count_bound,
+        cost,
+        cost_floor(count),
+    )
+    return _Outcome(values, count, max(count, count_bound), cost, min(cost, cost_floor(count)))
 
 
 # --- CP-SAT -----------------------------------------------------------------------------
