@@ -568,16 +568,44 @@ def _fits_fixed(ctx: _Context, learner: int, session: int) -> bool:
     return all(used.get(w, 0) + ctx.units[session] <= cap for w in ctx.windows[session])
 
 
-def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
-    """Return, per learner, the most placements their own rows allow with no one else.
+@dataclass
+class _Class:
+    """Learners alike in cap, fixed protected time and open dates (absences aside).
 
-    Computed on a relaxation (unavailability and clashes with fixed places dropped) so
-    that learners alike in cap and courses share one small exact MIP. Sessions that
-    cannot fit beside the fixed places' protected time are left out of the options (the
-    learner's own candidates never include them); without that, a fixed place already
-    over the cap made the class MIP infeasible, and its meaningless bound of 0 capped a
-    learner who could still be placed elsewhere, so the flow bound was not proved.
+    ``model`` is their own rows on a relaxation (unavailability and clashes with fixed
+    places dropped), kept built so the column generation can re-price it. Sessions
+    that cannot fit beside the fixed places' protected time are left out of the
+    options (the learner's own candidates never include them); without that, a fixed
+    place already over the cap made the model infeasible, and its meaningless bound of
+    0 capped a learner who could still be placed elsewhere.
     """
+
+    members: list[int]
+    requests: int
+    model: _Rows
+    solver: pywraplp.Solver
+    x: list[pywraplp.Variable]
+    cap: int = 0  # the most placements the model allows, proved
+    pattern: tuple[int, ...] = ()  # sessions of one allocation reaching ``cap``
+
+    def best(self, price: dict[int, float]) -> tuple[tuple[int, ...], float, float] | None:
+        """Return the best sessions at these prices, their value and the proved bound."""
+        weights = [1 - price.get(v.session, 0.0) for v in self.model.vars]
+        _objective(self.solver, self.x, weights, maximize=True)
+        self.solver.SetTimeLimit(2000)
+        if self.solver.Solve() not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+            return None
+        on = [
+            v.session
+            for v, xi in zip(self.model.vars, self.x, strict=True)
+            if xi.solution_value() > 0.5
+        ]
+        chosen = tuple(sorted(on))
+        return chosen, self.solver.Objective().Value(), self.solver.Objective().BestBound()
+
+
+def _classes(ctx: _Context, rows: _Rows) -> list[_Class] | None:
+    """Return the learners of ``rows`` in classes, each with its cap, or None if too many."""
     p = ctx.problem
     by_course: dict[str, list[int]] = {}
     for si, s in enumerate(p.sessions):
@@ -586,31 +614,27 @@ def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
     for v in rows.vars:
         li = ctx.learner_of[v.request]
         courses.setdefault(li, set()).add(p.requests[ctx.cand.requests[v.request]].course)
-    classes: dict[tuple[Any, ...], list[int]] = {}
+    keyed: dict[tuple[Any, ...], list[int]] = {}
     for li, wanted in courses.items():
         learner = p.learners[li]
         options = tuple(
-            (
-                c,
-                tuple(
-                    si
-                    for si in by_course[c]
-                    if learner.start <= p.sessions[si].day <= learner.end
-                    and (p.sessions[si].group is None or p.sessions[si].group in learner.groups)
-                    and ctx.cand.free[si] > 0
-                    and _fits_fixed(ctx, li, si)
-                ),
+            tuple(
+                si
+                for si in by_course[c]
+                if learner.start <= p.sessions[si].day <= learner.end
+                and (p.sessions[si].group is None or p.sessions[si].group in learner.groups)
+                and ctx.cand.free[si] > 0
+                and _fits_fixed(ctx, li, si)
             )
             for c in sorted(wanted)
         )
         key = (ctx.caps[li], tuple(sorted(ctx.fixed_units[li].items())), options)
-        classes.setdefault(key, []).append(li)
-    if len(classes) > PERSONAL_CLASSES:
+        keyed.setdefault(key, []).append(li)
+    if len(keyed) > PERSONAL_CLASSES:
         return None
-    out: dict[int, int] = {}
-    for key, members in classes.items():
-        options = key[2]
-        one = _Rows([_Var(j, si, 0) for j, (_, ss) in enumerate(options) for si in ss], [], [])
+    out: list[_Class] = []
+    for (_, _, options), members in keyed.items():
+        one = _Rows([_Var(j, si, 0) for j, ss in enumerate(options) for si in ss], [], [])
         idx = list(range(len(one.vars)))
         by_request: dict[int, list[int]] = {}
         for i, v in enumerate(one.vars):
@@ -618,17 +642,118 @@ def _personal_caps(ctx: _Context, rows: _Rows) -> dict[int, int] | None:
         one.amo.extend(m for m in by_request.values() if len(m) > 1)
         ctx._clashes(one, idx)
         ctx._windows(one, members[0], idx)
-        best = len(options)
-        if one.le or len(one.amo) > len(by_request):
-            solver, x, _ = _linear(one, "SCIP", integer=True)
-            _objective(solver, x, [1] * len(x), maximize=True)
-            solver.SetTimeLimit(2000)
-            status = solver.Solve()
-            # Only a solved model's bound is proved; otherwise keep the request count.
-            if status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-                best = min(best, max(0, math.floor(solver.Objective().BestBound() + 1e-6)))
-        for li in members:
-            out[li] = best
+        solver, x, _ = _linear(one, "SCIP", integer=True)
+        cls = _Class(members, len(options), one, solver, x, cap=len(options))
+        found = cls.best({})
+        # Only a solved model's bound is proved; otherwise keep the request count.
+        if found is not None:
+            cls.pattern = found[0]
+            cls.cap = min(cls.cap, max(0, math.floor(found[2] + 1e-6)))
+        out.append(cls)
+    return out
+
+
+def _columns(ctx: _Context, rows: _Rows, classes: list[_Class], until: float) -> list[bool]:
+    """Return an allocation built from whole patterns of sessions, one per learner.
+
+    Column generation over classes: a master LP chooses how many learners of each
+    class take each pattern within session capacity; each class's exact MIP, priced by
+    the master's capacity duals, proposes a better pattern while one exists. The LP's
+    whole parts are then shared out within each class by min-cost flow, each learner
+    to the pattern that keeps most of their places (a pattern may use a date they are
+    away), and what is left is filled first come, first served.
+    """
+    master = pywraplp.Solver.CreateSolver("GLOP")
+    if master is None:  # pragma: no cover - every OR-Tools wheel ships GLOP
+        raise RuntimeError("OR-Tools has no GLOP")
+    inf = master.infinity()
+    objective = master.Objective()
+    objective.SetMaximization()
+    convex = [master.Constraint(-inf, len(c.members)) for c in classes]
+    room = {
+        si: master.Constraint(-inf, ctx.cand.free[si])
+        for si in sorted({v.session for v in rows.vars})
+    }
+    columns: list[tuple[int, tuple[int, ...], pywraplp.Variable]] = []
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+
+    def add(c: int, pattern: tuple[int, ...]) -> bool:
+        if (c, pattern) in seen:
+            return False
+        seen.add((c, pattern))
+        y = master.NumVar(0, inf, "")
+        convex[c].SetCoefficient(y, 1)
+        for si in pattern:
+            room[si].SetCoefficient(y, 1)
+        objective.SetCoefficient(y, len(pattern))
+        columns.append((c, pattern, y))
+        return True
+
+    for c, cls in enumerate(classes):
+        add(c, cls.pattern)
+    rounds = 0
+    while True:
+        master.Solve()
+        rounds += 1
+        if time.perf_counter() > until:
+            break
+        price = {si: max(0.0, con.dual_value()) for si, con in room.items()}
+        # Read every dual before a new column changes the model.
+        share = [con.dual_value() for con in convex]
+        added = 0
+        for c, cls in enumerate(classes):
+            found = cls.best(price)
+            if found is not None and found[1] - share[c] > 1e-6:
+                added += add(c, found[0])
+        if not added:
+            break
+    log.info(
+        "column generation: %d rounds, %d patterns, LP %.1f",
+        rounds,
+        len(columns),
+        objective.Value(),
+    )
+    var_of = {(ctx.learner_of[v.request], v.session): i for i, v in enumerate(rows.vars)}
+    slots: dict[int, list[tuple[tuple[int, ...], int]]] = {}
+    for c, pattern, y in columns:
+        whole = math.floor(y.solution_value() + 1e-6)
+        if whole > 0:
+            slots.setdefault(c, []).append((pattern, whole))
+    values = [False] * len(rows.vars)
+    for c, offered in slots.items():
+        for li, pattern in _share(classes[c].members, offered, var_of, rows):
+            for si in pattern:
+                i = var_of.get((li, si))
+                if i is not None:
+                    values[i] = True
+    return _fill(rows, values)
+
+
+def _share(
+    members: list[int],
+    offered: list[tuple[tuple[int, ...], int]],
+    var_of: dict[tuple[int, int], int],
+    rows: _Rows,
+) -> list[tuple[int, tuple[int, ...]]]:
+    """Give learners patterns (each offered so many times), keeping most places, cheapest."""
+    flow = min_cost_flow.SimpleMinCostFlow()
+    first = 2 + len(members)
+    for k, li in enumerate(members):
+        flow.add_arc_with_capacity_and_unit_cost(0, 2 + k, 1, 0)
+        for j, (pattern, _) in enumerate(offered):
+            kept = [var_of[(li, si)] for si in pattern if (li, si) in var_of]
+            worth = PLACEMENT_WEIGHT * len(kept) - sum(rows.vars[i].cost for i in kept)
+            flow.add_arc_with_capacity_and_unit_cost(2 + k, first + j, 1, -worth)
+    for j, (_, times) in enumerate(offered):
+        flow.add_arc_with_capacity_and_unit_cost(first + j, 1, times, 0)
+    flow.set_node_supply(0, len(members))
+    flow.set_node_supply(1, -len(members))
+    if flow.solve_max_flow_with_min_cost() != flow.OPTIMAL:  # pragma: no cover
+        return []
+    out: list[tuple[int, tuple[int, ...]]] = []
+    for a in range(flow.num_arcs()):
+        if flow.flow(a) > 0 and flow.tail(a) >= 2 and flow.head(a) >= first:
+            out.append((members[flow.tail(a) - 2], offered[flow.head(a) - first][0]))
     return out
 
 
@@ -710,6 +835,97 @@ def _fill(rows: _Rows, values: list[bool]) -> list[bool]:
     return values
 
 
+def _terms(rows: _Rows) -> tuple[list[list[tuple[int, int]]], list[int]]:
+    """Return, per variable, its (row, coefficient) pairs, and each row's limit.
+
+    Rows are numbered at-most-one rows first, then ``le`` rows.
+    """
+    n_amo = len(rows.amo)
+    terms: list[list[tuple[int, int]]] = [[] for _ in rows.vars]
+    for r, members in enumerate(rows.amo):
+        for i in members:
+            terms[i].append((r, 1))
+    for r, (members, coefs, _) in enumerate(rows.le):
+        for i, c in zip(members, coefs, strict=True):
+            terms[i].append((n_amo + r, c))
+    return terms, [1] * n_amo + [r for _, _, r in rows.le]
+
+
+def _usage(terms: list[list[tuple[int, int]]], n_rows: int, values: Sequence[bool]) -> list[int]:
+    usage = [0] * n_rows
+    for i, val in enumerate(values):
+        if val:
+            for r, c in terms[i]:
+                usage[r] += c
+    return usage
+
+
+def _sweep(rows: _Rows, values: list[bool], course_of: Sequence[str], until: float) -> list[bool]:
+    """Re-assign one course at a time for everyone at once, exactly, until nothing improves.
+
+    With every learner's other courses held, each learner's dates of this course are
+    independent of one another but for session capacity, so placing everyone on it is a
+    transportation problem: a min-cost flow, most placements first, then the cheapest.
+    Nobody placed loses the place (their current date stays open to them).
+    """
+    values = list(values)
+    terms, rhs = _terms(rows)
+    usage = _usage(terms, len(rhs), values)
+    n_amo = len(rows.amo)
+    limit = {rows.le[k][0][0]: k for k in rows.capacity}  # a member -> its capacity row
+    capacity_of = {rows.vars[i].session: n_amo + k for i, k in limit.items()}
+    by_course: dict[str, dict[int, list[int]]] = {}
+    for i, v in enumerate(rows.vars):
+        by_course.setdefault(course_of[i], {}).setdefault(v.request, []).append(i)
+    worth = [PLACEMENT_WEIGHT - v.cost for v in rows.vars]
+    best = sum(worth[i] for i, val in enumerate(values) if val)
+    sweeps = 0
+    while time.perf_counter() < until:
+        sweeps += 1
+        before = best
+        for requests in by_course.values():
+            if time.perf_counter() >= until:
+                break
+            for idx in requests.values():
+                for i in idx:
+                    if values[i]:
+                        values[i] = False
+                        for r, c in terms[i]:
+                            usage[r] -= c
+            flow = min_cost_flow.SimpleMinCostFlow()
+            session_node: dict[int, int] = {}
+            arcs: list[tuple[int, int]] = []
+            for k, idx in enumerate(requests.values()):
+                flow.add_arc_with_capacity_and_unit_cost(0, 2 + k, 1, 0)
+                for i in idx:
+                    si = rows.vars[i].session
+                    shared = capacity_of.get(si)
+                    if any(usage[r] + c > rhs[r] for r, c in terms[i] if r != shared):
+                        continue
+                    node = session_node.setdefault(si, 2 + len(requests) + len(session_node))
+                    arc = flow.add_arc_with_capacity_and_unit_cost(2 + k, node, 1, -worth[i])
+                    arcs.append((i, arc))
+            for si, node in session_node.items():
+                row = capacity_of.get(si)
+                flow.add_arc_with_capacity_and_unit_cost(
+                    node, 1, len(requests) if row is None else rhs[row] - usage[row], 0
+                )
+            flow.set_node_supply(0, len(requests))
+            flow.set_node_supply(1, -len(requests))
+            if flow.solve_max_flow_with_min_cost() != flow.OPTIMAL:  # pragma: no cover
+                raise RuntimeError("course sweep: flow failed")
+            for i, a in arcs:
+                if flow.flow(a) > 0:
+                    values[i] = True
+                    for r, c in terms[i]:
+                        usage[r] += c
+        best = sum(worth[i] for i, val in enumerate(values) if val)
+        if best <= before:
+            break
+    log.info("course sweeps: %d", sweeps)
+    return values
+
+
 def _improve(
     rows: _Rows,
     values: list[bool],
@@ -721,21 +937,10 @@ def _improve(
     """Re-solve neighbourhoods of learners exactly, everyone else held, until ``until``."""
     values = list(values)
     n_amo = len(rows.amo)
-    terms: list[list[tuple[int, int]]] = [[] for _ in rows.vars]
-    rhs = [1] * n_amo + [r for _, _, r in rows.le]
-    for r, members in enumerate(rows.amo):
-        for i in members:
-            terms[i].append((r, 1))
-    for r, (members, coefs, _) in enumerate(rows.le):
-        for i, c in zip(members, coefs, strict=True):
-            terms[i].append((n_amo + r, c))
+    terms, rhs = _terms(rows)
     # Each row's left-hand side now, kept up to date so a neighbourhood's model is built
     # from its own variables only.
-    usage = [0] * len(rhs)
-    for i, val in enumerate(values):
-        if val:
-            for r, c in terms[i]:
-                usage[r] += c
+    usage = _usage(terms, len(rhs), values)
     by_learner: dict[int, list[int]] = {}
     by_session: dict[int, set[int]] = {}
     for i, v in enumerate(rows.vars):
@@ -787,63 +992,71 @@ def _improve(
 def _large(
     rows: _Rows, hint: list[bool], budget: float, totals: _Totals, ctx: _Context
 ) -> _Outcome:
-    """Solve a big batch from the transport relaxation, repairing learners it overloads.
+    """Solve a big batch from learners' whole patterns, then improve by neighbourhoods.
 
-    Where protected time rarely binds, the min-cost flow is nearly an allocation: trim
-    it back within every learner's own rows, fill what is left (exactly by MIP when
-    small, first come first served otherwise), then improve by neighbourhood search.
-    The flow's size is the placement bound and its cost at our count the cost bound.
+    The start is the column generation's (``_columns``); with too many classes for
+    it, the transport relaxation trimmed back within every learner's own rows and
+    filled (exactly by MIP when small, first come first served otherwise). Then
+    neighbourhood search until the time is up. The bound is the transport's size with
+    each learner capped at their class's maximum; the cost bound its cheapest flow of
+    our count.
     """
     t0 = time.perf_counter()
-    personal = _personal_caps(ctx, rows)
+    classes = _classes(ctx, rows)
+    personal = None
+    if classes is not None:
+        personal = {li: c.cap for c in classes for li in c.members}
     transport = _flow(rows, ctx.cand.free, None, ctx.learner_of, personal)
     if transport is None:  # pragma: no cover - the network always has a feasible flow
         return _mip(rows, hint, budget, totals)
     chosen = transport[0]
     count_bound = sum(chosen)
-    # Trim each overloaded learner back within their own rows; the MIP then fills in.
-    # (Re-solving those learners whole left a MIP too big to finish in a minute.)
-    keep = _round_down(rows, [float(c) for c in chosen])
-    alive, rest = _fixed_rest(rows, keep)
-    log.info(
-        "transport places %d; kept %d; %d variables left for the MIP",
-        count_bound,
-        sum(keep),
-        len(alive),
-    )
     totals.report("placements", totals.placed + sum(hint), totals.placed_bound + count_bound)
-    if len(alive) <= BATCH_VARIABLES:
-        # The greedy answer may clash with what was kept, so the rest starts empty.
-        sub = _mip(
-            rest,
-            [False] * len(alive),
-            budget * 0.5 - (time.perf_counter() - t0),
-            _Totals(0, 0, 0, 0, totals.began, None),
-        )
-        values = _merge(keep, alive, sub.values)
+    if classes is not None:
+        values = _columns(ctx, rows, classes, t0 + budget * 0.4)
     else:
-        # Too big a rest to finish as one MIP: fill it first come, first served and
-        # leave the rest of the time to the neighbourhood search.
-        values = _fill(rows, keep)
+        values = _trimmed(rows, chosen, t0 + budget * 0.5)
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
-    if sum(values) < count_bound:
-        values = _improve(
-            rows,
-            values,
-            ctx.learner_of,
-            t0 + budget,
-            lambda vs: totals.report(
-                "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
-            ),
-            count_bound,
-        )
+    course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
+    values = _sweep(rows, values, course_of, t0 + budget * 0.6)
+    log.info(
+        "start: %d of at most %d placed, cost %d", sum(values), count_bound, _cost(rows, values)
+    )
+    values = _improve(
+        rows,
+        values,
+        ctx.learner_of,
+        t0 + budget,
+        lambda vs: totals.report(
+            "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
+        ),
+        count_bound,
+    )
     count, cost = sum(values), _cost(rows, values)
     cheapest = _flow(rows, ctx.cand.free, count, ctx.learner_of, personal)
     cost_lb = 0 if cheapest is None else min(cheapest[1], cost)
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
+
+
+def _trimmed(rows: _Rows, chosen: list[bool], until: float) -> list[bool]:
+    """Return the transport trimmed back within every learner's own rows, then filled."""
+    keep = _round_down(rows, [float(c) for c in chosen])
+    alive, rest = _fixed_rest(rows, keep)
+    if len(alive) > BATCH_VARIABLES:
+        # Too big a rest to finish as one MIP: fill it first come, first served and
+        # leave the time to the neighbourhood search.
+        return _fill(rows, keep)
+    # The greedy answer may clash with what was kept, so the rest starts empty.
+    sub = _mip(
+        rest,
+        [False] * len(alive),
+        until - time.perf_counter(),
+        _Totals(0, 0, 0, 0, time.perf_counter(), None),
+    )
+    return _merge(keep, alive, sub.values)
 
 
 # --- Groups joined by sessions open to all ---------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from scheduler.bounds import candidates
 from scheduler.problem import Problem, load_problem
-from scheduler.solver import _Context, _flow, _personal_caps, _split
+from scheduler.solver import _classes, _Context, _flow, _split
 from tests.scheduler.test_sched_property import _brute_force, _random_instance
 
 
@@ -18,8 +18,9 @@ def _capped_transport(problem: Problem) -> tuple[int, dict[int, int]]:
     cand = candidates(problem)
     ctx = _Context(problem, cand)
     rows = ctx.rows(_split(problem, cand))
-    personal = _personal_caps(ctx, rows)
-    assert personal is not None
+    classes = _classes(ctx, rows)
+    assert classes is not None
+    personal = {li: c.cap for c in classes for li in c.members}
     if not rows.vars:
         return cand.fixed_placed, personal
     out = _flow(rows, cand.free, None, ctx.learner_of, personal)
