@@ -69,6 +69,8 @@ LARGE_VARIABLES = 40000
 PERSONAL_CLASSES = 3000
 # Learners re-solved together in each improvement step of a large batch.
 NEIGHBOURHOOD = 30
+# Groups of learners smaller than this are solved together in ``_linked``.
+GROUP_VARIABLES = BATCH_VARIABLES // 10
 # One placement is worth this much preference cost in the weighted objective of
 # ``_linked``; its bounds hold for any weight.
 PLACEMENT_WEIGHT = 100
@@ -320,16 +322,13 @@ def solve(
     time_limit: float = 60.0,
     workers: int = 2,
     on_progress: ProgressFn | None = None,
-    allow_moves: bool = False,
     engine: Engine = "mip",
 ) -> Allocation:
     """Allocate to maximise placements, then minimise preference cost, within the rules.
 
-    ``allow_moves`` is reserved for letting the solver move fixed placements; it is not
-    supported yet and must be False. ``workers`` is used by CP-SAT; SCIP runs one thread.
+    ``workers`` is how many threads run at once: CP-SAT's search workers, or the
+    group MIPs of a split batch (``_linked``); every SCIP model runs on one thread.
     """
-    if allow_moves:
-        raise NotImplementedError("moving fixed placements is not supported yet")
     began = time.perf_counter()
     # Leave time for checking the answer and explaining what stayed unplaced.
     deadline = began + time_limit * 0.95 - 0.2
@@ -1020,22 +1019,26 @@ def _large(
         values = list(hint)
     course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
     values = _sweep(rows, values, course_of, t0 + budget * 0.6)
-    log.info(
-        "start: %d of at most %d placed, cost %d", sum(values), count_bound, _cost(rows, values)
-    )
-    values = _improve(
-        rows,
-        values,
-        ctx.learner_of,
-        t0 + budget,
-        lambda vs: totals.report(
-            "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
-        ),
-        count_bound,
-    )
+
+    def cost_floor(count: int) -> int:
+        cheapest = _flow(rows, ctx.cand.free, count, ctx.learner_of, personal)
+        return 0 if cheapest is None else cheapest[1]
+
     count, cost = sum(values), _cost(rows, values)
-    cheapest = _flow(rows, ctx.cand.free, count, ctx.learner_of, personal)
-    cost_lb = 0 if cheapest is None else min(cheapest[1], cost)
+    log.info("start: %d placed (at most %d), cost %d", count, count_bound, cost)
+    if count < count_bound or cost > cost_floor(count):
+        values = _improve(
+            rows,
+            values,
+            ctx.learner_of,
+            t0 + budget,
+            lambda vs: totals.report(
+                "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
+            ),
+            count_bound,
+        )
+        count, cost = sum(values), _cost(rows, values)
+    cost_lb = min(cost_floor(count), cost)
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
@@ -1067,12 +1070,12 @@ def _groups(ctx: _Context, rows: _Rows) -> tuple[list[list[int]], dict[int, int]
 
     Learners fall into groups joined by the capacity of sessions restricted to a group
     (a region's dates); sessions open to all (national online dates) link the groups.
-    None when that leaves nothing to split: no group sessions, or fewer binding group
-    sessions than linking ones.
+    None unless the split is worth it: fewer binding open sessions than group ones, and
+    at least half the variables belong to learners who share a group date with others.
     """
     sessions = ctx.problem.sessions
     linking = {k: si for k, si in rows.capacity.items() if sessions[si].group is None}
-    if not linking or len(rows.capacity) - len(linking) <= len(linking):
+    if not linking or len(rows.capacity) - len(linking) < len(linking):
         return None
     parent: dict[int, int] = {}
 
@@ -1093,20 +1096,26 @@ def _groups(ctx: _Context, rows: _Rows) -> tuple[list[list[int]], dict[int, int]
             if other != root:
                 parent[other] = root
     parts: dict[int, list[int]] = {}
+    people: dict[int, set[int]] = {}
     for i, v in enumerate(rows.vars):
-        parts.setdefault(find(ctx.learner_of[v.request]), []).append(i)
-    if len(parts) < 2:
+        li = ctx.learner_of[v.request]
+        parts.setdefault(find(li), []).append(i)
+        people.setdefault(find(li), set()).add(li)
+    # Most learners must share a group's date with someone; otherwise the groups would
+    # be batches of strangers, which the patterns of ``_large`` serve better.
+    joined = sum(len(idx) for root, idx in parts.items() if len(people[root]) > 1)
+    if len(parts) < 2 or 2 * joined < len(rows.vars):
         return None
-    # Learners who share no group session with anyone are batched, so each model is
-    # worth a solver start.
+    # Small groups are solved together (they stay independent), so each model is worth
+    # a solver start.
     groups: list[list[int]] = []
     loose: list[int] = []
     for idx in sorted(parts.values(), key=len, reverse=True):
-        if len(idx) >= BATCH_VARIABLES // 10:
+        if len(idx) >= GROUP_VARIABLES:
             groups.append(idx)
         else:
             loose.extend(idx)
-            if len(loose) >= BATCH_VARIABLES // 10:
+            if len(loose) >= GROUP_VARIABLES:
                 groups.append(sorted(loose))
                 loose = []
     if loose:
@@ -1159,6 +1168,37 @@ def _quotas(
     return quotas
 
 
+def _group_answer(
+    rows: _Rows, idx: list[int], linking: dict[int, int], quota: dict[int, int], until: float
+) -> list[bool]:
+    """Return the best allocation of group ``idx`` within its quota of each linking row."""
+    sub = _restrict(rows, idx, linking, quota)
+    solver, x, _ = _linear(sub, "SCIP", integer=True)
+    _objective(solver, x, [PLACEMENT_WEIGHT - v.cost for v in sub.vars], maximize=True)
+    got, _ = _run_scip(solver, x, [False] * len(x), until - time.perf_counter())
+    return got if got is not None else [False] * len(x)
+
+
+def _group_bound(
+    rows: _Rows, idx: list[int], linking: dict[int, int], price: dict[int, float], until: float
+) -> float:
+    """Return a proved bound on group ``idx``'s weighted objective, linking rows priced."""
+    charge: dict[int, float] = {}
+    for k, p in price.items():
+        charge.update((i, p) for i in rows.le[k][0])
+    sub = _restrict(rows, idx, linking, {})
+    solver, x, _ = _linear(sub, "SCIP", integer=True)
+    weights = [PLACEMENT_WEIGHT - rows.vars[i].cost - charge.get(i, 0.0) for i in idx]
+    _objective(solver, x, weights, maximize=True)
+    _, bound = _run_scip(solver, x, [False] * len(x), until - time.perf_counter())
+    return bound if math.isfinite(bound) else sum(max(0.0, w) for w in weights)
+
+
+def _upper(rows: _Rows, price: dict[int, float], group_bounds: Sequence[float]) -> float:
+    """Return the Lagrangian bound: priced places plus each group's priced maximum."""
+    return sum(p * rows.le[k][2] for k, p in price.items()) + sum(group_bounds)
+
+
 def _linked(
     rows: _Rows, hint: list[bool], budget: float, totals: _Totals, ctx: _Context, workers: int
 ) -> _Outcome | None:
@@ -1184,9 +1224,8 @@ def _linked(
         return None
     groups, linking = split
     weight = PLACEMENT_WEIGHT
-    weights = [weight - v.cost for v in rows.vars]
     lp, x, cons = _linear(rows, "PDLP", integer=False)
-    _objective(lp, x, weights, maximize=True)
+    _objective(lp, x, [weight - v.cost for v in rows.vars], maximize=True)
     lp.SetTimeLimit(int(max(1.0, budget * 0.3) * 1000))
     if lp.Solve() not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return None
@@ -1202,35 +1241,17 @@ def _linked(
         lp.Objective().Value(),
         time.perf_counter() - t0,
     )
-    priced: dict[int, float] = {}
-    for k, p in price.items():
-        for i in rows.le[k][0]:
-            priced[i] = p
-
-    def answer(g: int) -> list[bool]:
-        sub = _restrict(rows, groups[g], linking, quotas[g])
-        solver, xs, _ = _linear(sub, "SCIP", integer=True)
-        _objective(solver, xs, [weights[i] for i in groups[g]], maximize=True)
-        got, _ = _run_scip(solver, xs, [False] * len(xs), until - time.perf_counter())
-        return got if got is not None else [False] * len(xs)
-
-    def proof(g: int) -> float:
-        sub = _restrict(rows, groups[g], linking, {})
-        solver, xs, _ = _linear(sub, "SCIP", integer=True)
-        obj = [weights[i] - priced.get(i, 0.0) for i in groups[g]]
-        _objective(solver, xs, obj, maximize=True)
-        _, bound = _run_scip(solver, xs, [False] * len(xs), until - time.perf_counter())
-        return bound if math.isfinite(bound) else sum(max(0.0, w) for w in obj)
-
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        answers = [pool.submit(answer, g) for g in range(len(groups))]
-        proofs = [pool.submit(proof, g) for g in range(len(groups))]
+        answers = [
+            pool.submit(_group_answer, rows, idx, linking, quota, until)
+            for idx, quota in zip(groups, quotas, strict=True)
+        ]
+        bounds = [pool.submit(_group_bound, rows, idx, linking, price, until) for idx in groups]
         values = [False] * len(rows.vars)
-        for g, job in enumerate(answers):
-            for i, val in zip(groups[g], job.result(), strict=True):
+        for idx, job in zip(groups, answers, strict=True):
+            for i, val in zip(idx, job.result(), strict=True):
                 values[i] = val
-        upper = sum(p * rows.le[k][2] for k, p in price.items())
-        upper += sum(job.result() for job in proofs)
+        upper = _upper(rows, price, [job.result() for job in bounds])
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
     transport = _flow(rows, ctx.cand.free, None, ctx.learner_of, None)
@@ -1244,6 +1265,8 @@ def _linked(
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_floor(count))
     if (count < count_bound or cost > cost_floor(count)) and time.perf_counter() < until - 1:
+        course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
+        values = _sweep(rows, values, course_of, until)
         values = _improve(
             rows,
             values,
