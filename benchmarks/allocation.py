@@ -1,6 +1,6 @@
 """Compare the greedy baseline with the solver on generated instances.
 
-Usage: ``python benchmarks/allocation.py [host national stress] [--time-limit S]``
+Usage: ``python benchmarks/allocation.py [host national stress] [--time-limit S] [--seed N]``
 
 Prints a Markdown table: placements and preference cost of greedy and of the solver,
 the proved bound, ratios, status and wall time, and checks both answers with
@@ -37,9 +37,9 @@ HEADER = (
 )
 
 
-def run(kind: str, limit: float) -> str:
+def run(kind: str, limit: float, seed: int | None = None) -> str:
     """Return one table row for instance ``kind`` solved within ``limit`` seconds."""
-    problem = load_problem(KINDS[kind]())
+    problem = load_problem(KINDS[kind]() if seed is None else KINDS[kind](seed=seed))
     began = time.perf_counter()
     base = greedy(problem)
     greedy_s = time.perf_counter() - began
@@ -47,8 +47,9 @@ def run(kind: str, limit: float) -> str:
     best = solve(problem, time_limit=limit)
     solver_s = time.perf_counter() - began
     breaks = len(violations(problem, base.assignments)) + len(violations(problem, best.assignments))
+    name = kind if seed is None else f"{kind} (seed {seed})"
     return (
-        f"| {kind} | {len(problem.learners)} | {len(problem.requests)} | {base.placed}"
+        f"| {name} | {len(problem.learners)} | {len(problem.requests)} | {base.placed}"
         f" | {base.preference_cost} | {best.placed} | {best.preference_cost}"
         f" | {best.bound_placed} | {best.bound_preference_cost}"
         f" | {best.placed / max(1, base.placed):.4f}"
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kinds", nargs="*", choices=[*LIMITS, []], help="default: all")
     parser.add_argument("--time-limit", type=float, help="override every instance's limit")
+    parser.add_argument("--seed", type=int, help="generate with this seed (default: per kind)")
     parser.add_argument("-v", "--verbose", action="store_true", help="solver progress")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
     for kind in args.kinds or list(LIMITS):
-        print(run(kind, args.time_limit or LIMITS[kind]), flush=True)
+        print(run(kind, args.time_limit or LIMITS[kind], args.seed), flush=True)
     return 0
 
 

@@ -20,11 +20,21 @@ Engines, per batch:
   hold that count as a floor and minimise preference cost, each phase hinted with the
   best answer so far. Its LP relaxation is close to the integer optimum on these
   instances; CP-SAT with two workers found good answers but proved weak bounds.
-* batches above ``LARGE_VARIABLES`` (one MIP would not finish): solve the transport
-  relaxation (clashes and protected time dropped) exactly as a min-cost flow, trim
-  it back within every learner's rows, fill the rest with a MIP, then re-solve
-  neighbourhoods of ``NEIGHBOURHOOD`` learners exactly with everyone else held
-  (large-neighbourhood search) until the time is up. The flow proves the bound.
+* batches above ``LARGE_VARIABLES`` (one MIP would not finish in time), when the
+  learners fall into groups joined only by sessions open to all (regions and national
+  online dates): ``_linked``. PDLP solves the LP of one weighted objective
+  (``PLACEMENT_WEIGHT`` per placement less its cost); its values share the open
+  sessions' places among the groups, and one exact MIP per group (HiGHS) gives the
+  answer. The proof is a Lagrangian bound: the same groups with the open sessions
+  priced by the LP's duals instead of limited. Group MIPs run on ``workers`` threads.
+* other big batches: ``_large``. Learners alike in cap, fixed places and open dates
+  form classes; column generation (a master LP over patterns of sessions, priced by
+  each class's exact MIP) finds patterns that fit together within capacity; they
+  are shared out by min-cost flow, filled, then each course in turn is re-assigned
+  for everyone at once by min-cost flow (``_sweep``), and neighbourhoods of
+  ``NEIGHBOURHOOD`` learners are re-solved exactly until the time is up. The bound is
+  the transport relaxation (a min-cost flow) with each learner capped at their
+  class's maximum.
 * ``cp-sat``: the same model in CP-SAT, kept for comparison.
 
 The greedy answer is always the starting point and the floor: ``solve`` never returns
@@ -69,6 +79,9 @@ LARGE_VARIABLES = 40000
 PERSONAL_CLASSES = 3000
 # Learners re-solved together in each improvement step of a large batch.
 NEIGHBOURHOOD = 30
+# The group MIPs of ``_linked``: HiGHS solved every national region of two seeds in at
+# most 8 s; SCIP stalled on one for 40 s (benchmarks/RESULTS.md).
+GROUP_ENGINE = "HIGHS"
 # Groups of learners smaller than this are solved together in ``_linked``.
 GROUP_VARIABLES = BATCH_VARIABLES // 10
 # One placement is worth this much preference cost in the weighted objective of
@@ -327,7 +340,7 @@ def solve(
     """Allocate to maximise placements, then minimise preference cost, within the rules.
 
     ``workers`` is how many threads run at once: CP-SAT's search workers, or the
-    group MIPs of a split batch (``_linked``); every SCIP model runs on one thread.
+    group MIPs of a split batch (``_linked``); every MIP model runs on one thread.
     """
     began = time.perf_counter()
     # Leave time for checking the answer and explaining what stayed unplaced.
@@ -459,14 +472,26 @@ def _at_least(
         floor.SetCoefficient(xi, 1)
 
 
-def _run_scip(
-    solver: pywraplp.Solver, x: list[pywraplp.Variable], hint: Sequence[bool], seconds: float
+# Objectives are whole numbers: stop only when the gap is below one. HiGHS also prints
+# a banner on standard output unless told not to, which would corrupt the CLI's JSON.
+_EXACT = {
+    "SCIP": "limits/absgap = 0.5\nlimits/gap = 0\n",
+    "HIGHS": "output_flag = false\nmip_rel_gap = 0\nmip_abs_gap = 0.5\n",
+}
+
+
+def _run_mip(
+    solver: pywraplp.Solver,
+    x: list[pywraplp.Variable],
+    hint: Sequence[bool] | None,
+    seconds: float,
+    engine: str = "SCIP",
 ) -> tuple[list[bool] | None, float]:
     """Solve; return the values found (or None) and the proved bound."""
     solver.SetTimeLimit(max(50, int(seconds * 1000)))
-    solver.SetHint(x, [float(h) for h in hint])
-    # Objectives are whole numbers: stop only when the gap is below one.
-    solver.SetSolverSpecificParametersAsString("limits/absgap = 0.5\nlimits/gap = 0\n")
+    if hint is not None:
+        solver.SetHint(x, [float(h) for h in hint])
+    solver.SetSolverSpecificParametersAsString(_EXACT[engine])
     status = solver.Solve()
     bound = solver.Objective().BestBound()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
@@ -485,7 +510,7 @@ def _mip(
     t0 = time.perf_counter()
     solver, x, _ = _linear(rows, "SCIP", integer=True)
     _objective(solver, x, [1] * len(x), maximize=True)
-    values, bound = _run_scip(solver, x, hint, budget * 0.6 - (time.perf_counter() - t0))
+    values, bound = _run_mip(solver, x, hint, budget * 0.6 - (time.perf_counter() - t0))
     if values is None or sum(values) < sum(hint):
         values = list(hint)
     count = sum(values)
@@ -500,7 +525,7 @@ def _mip(
     _at_least(solver, x, count, exact=count == count_bound)
     _objective(solver, x, [v.cost for v in rows.vars], maximize=False)
     cost = _cost(rows, values)
-    better, bound = _run_scip(solver, x, values, budget - (time.perf_counter() - t0))
+    better, bound = _run_mip(solver, x, values, budget - (time.perf_counter() - t0))
     if better is not None and sum(better) >= count and _cost(rows, better) <= cost:
         values, cost = better, _cost(rows, better)
     cost_lb = math.ceil(bound - 1e-6) if math.isfinite(bound) else 0
@@ -1173,9 +1198,9 @@ def _group_answer(
 ) -> list[bool]:
     """Return the best allocation of group ``idx`` within its quota of each linking row."""
     sub = _restrict(rows, idx, linking, quota)
-    solver, x, _ = _linear(sub, "SCIP", integer=True)
+    solver, x, _ = _linear(sub, GROUP_ENGINE, integer=True)
     _objective(solver, x, [PLACEMENT_WEIGHT - v.cost for v in sub.vars], maximize=True)
-    got, _ = _run_scip(solver, x, [False] * len(x), until - time.perf_counter())
+    got, _ = _run_mip(solver, x, None, until - time.perf_counter(), GROUP_ENGINE)
     return got if got is not None else [False] * len(x)
 
 
@@ -1187,10 +1212,10 @@ def _group_bound(
     for k, p in price.items():
         charge.update((i, p) for i in rows.le[k][0])
     sub = _restrict(rows, idx, linking, {})
-    solver, x, _ = _linear(sub, "SCIP", integer=True)
+    solver, x, _ = _linear(sub, GROUP_ENGINE, integer=True)
     weights = [PLACEMENT_WEIGHT - rows.vars[i].cost - charge.get(i, 0.0) for i in idx]
     _objective(solver, x, weights, maximize=True)
-    _, bound = _run_scip(solver, x, [False] * len(x), until - time.perf_counter())
+    _, bound = _run_mip(solver, x, None, until - time.perf_counter(), GROUP_ENGINE)
     return bound if math.isfinite(bound) else sum(max(0.0, w) for w in weights)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scheduler import solver
+from scheduler.__main__ import main
 from scheduler.baseline import greedy
 from scheduler.bounds import candidates
 from scheduler.check import violations
@@ -276,3 +279,17 @@ def test_course_sweep_moves_people_to_place_more_and_cheaper(build: Any) -> None
         "y:d-jan",
     }
     assert violations(problem, _assignments(problem, ctx, rows, values)) == []
+
+
+def test_group_engine_prints_nothing_on_stdout(
+    build: Any, big_paths: list[bool], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # HiGHS writes a banner straight to file descriptor 1 unless told not to, which
+    # would break `python -m scheduler solve` writing its JSON to stdout.
+    inst = _two_regions(random.Random(700), build)
+    path = tmp_path / "instance.json"
+    path.write_text(json.dumps(inst), encoding="utf-8")
+    assert main(["solve", str(path), "--time-limit", "3"]) == 0
+    out = capfd.readouterr().out
+    assert big_paths == [True]
+    assert json.loads(out)["format"] == "asye-allocation-result/1"
