@@ -677,8 +677,10 @@ def _classes(ctx: _Context, rows: _Rows) -> list[_Class] | None:
     return out
 
 
-def _columns(ctx: _Context, rows: _Rows, classes: list[_Class], until: float) -> list[bool]:
-    """Return an allocation built from whole patterns of sessions, one per learner.
+def _columns(
+    ctx: _Context, rows: _Rows, classes: list[_Class], until: float
+) -> tuple[list[bool], float]:
+    """Return an allocation built from whole patterns of sessions, and a proved bound.
 
     Column generation over classes: a master LP chooses how many learners of each
     class take each pattern within session capacity; each class's exact MIP, priced by
@@ -686,6 +688,10 @@ def _columns(ctx: _Context, rows: _Rows, classes: list[_Class], until: float) ->
     whole parts are then shared out within each class by min-cost flow, each learner
     to the pattern that keeps most of their places (a pattern may use a date they are
     away), and what is left is filled first come, first served.
+
+    The bound is Lagrangian: for any prices ``p >= 0`` on places, no allocation places
+    more than ``sum(p * places)`` plus, per learner, their class's best priced pattern
+    (class models relax each learner's own rows). The lowest over the rounds is kept.
     """
     master = pywraplp.Solver.CreateSolver("GLOP")
     if master is None:  # pragma: no cover - every OR-Tools wheel ships GLOP
@@ -715,6 +721,7 @@ def _columns(ctx: _Context, rows: _Rows, classes: list[_Class], until: float) ->
 
     for c, cls in enumerate(classes):
         add(c, cls.pattern)
+    bound = float(sum(len(c.members) * c.cap for c in classes))  # the bound at no prices
     rounds = 0
     while True:
         master.Solve()
@@ -725,17 +732,22 @@ def _columns(ctx: _Context, rows: _Rows, classes: list[_Class], until: float) ->
         # Read every dual before a new column changes the model.
         share = [con.dual_value() for con in convex]
         added = 0
+        priced = sum(p * ctx.cand.free[si] for si, p in price.items())
         for c, cls in enumerate(classes):
             found = cls.best(price)
+            best = float(cls.requests) if found is None else found[2]
+            priced += len(cls.members) * max(0.0, best)
             if found is not None and found[1] - share[c] > 1e-6:
                 added += add(c, found[0])
+        bound = min(bound, priced)
         if not added:
             break
     log.info(
-        "column generation: %d rounds, %d patterns, LP %.1f",
+        "column generation: %d rounds, %d patterns, LP %.1f, bound %.1f",
         rounds,
         len(columns),
         objective.Value(),
+        bound,
     )
     var_of = {(ctx.learner_of[v.request], v.session): i for i, v in enumerate(rows.vars)}
     slots: dict[int, list[tuple[tuple[int, ...], int]]] = {}
@@ -750,7 +762,7 @@ def _columns(ctx: _Context, rows: _Rows, classes: list[_Class], until: float) ->
                 i = var_of.get((li, si))
                 if i is not None:
                     values[i] = True
-    return _fill(rows, values)
+    return _fill(rows, values), bound
 
 
 def _share(
@@ -1037,7 +1049,8 @@ def _large(
     count_bound = sum(chosen)
     totals.report("placements", totals.placed + sum(hint), totals.placed_bound + count_bound)
     if classes is not None:
-        values = _columns(ctx, rows, classes, t0 + budget * 0.4)
+        values, priced = _columns(ctx, rows, classes, t0 + budget * 0.4)
+        count_bound = min(count_bound, math.floor(priced + 1e-6))
     else:
         values = _trimmed(rows, chosen, t0 + budget * 0.5)
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):

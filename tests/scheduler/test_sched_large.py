@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from scheduler.solver import (
     _upper,
     solve,
 )
+from tests.scheduler.test_sched_bounds import _part_timers_with_fixed
 from tests.scheduler.test_sched_property import _brute_force, _random_instance
 
 
@@ -68,7 +70,13 @@ def _chosen(problem: Problem, ctx: _Context, rows: _Rows, values: list[bool]) ->
 def _assignments(
     problem: Problem, ctx: _Context, rows: _Rows, values: list[bool]
 ) -> list[Assignment]:
-    return [
+    """Return the fixed places and those ``values`` choose."""
+    fixed = [
+        Assignment(problem.learners[r.learner].id, r.course, problem.sessions[r.fixed].id)
+        for r in problem.requests
+        if r.fixed is not None
+    ]
+    return fixed + [
         Assignment(
             problem.learners[ctx.learner_of[v.request]].id,
             problem.sessions[v.session].course,
@@ -240,9 +248,23 @@ def test_column_generation_finds_the_patterns_that_share(build: Any) -> None:
     classes = _classes(ctx, rows)
     assert classes is not None
     assert [(len(c.members), c.cap) for c in classes] == [(2, 2)]
-    values = _columns(ctx, rows, classes, until=float("inf"))
+    values, bound = _columns(ctx, rows, classes, until=float("inf"))
     assert sum(values) == 4
+    assert math.floor(bound + 1e-6) == 4
     assert violations(problem, _assignments(problem, ctx, rows, values)) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pattern_bound_never_below_brute_force(seed: int, build: Any) -> None:
+    problem = load_problem(_part_timers_with_fixed(random.Random(800 + seed), build))
+    ctx, rows = _model(problem)
+    classes = _classes(ctx, rows)
+    assert classes is not None
+    values, bound = _columns(ctx, rows, classes, until=float("inf"))
+    assert violations(problem, _assignments(problem, ctx, rows, values)) == []
+    placed = _brute_force(problem)[0]
+    assert ctx.cand.fixed_placed + bound >= placed - 1e-6
+    assert ctx.cand.fixed_placed + sum(values) <= placed
 
 
 def test_course_sweep_moves_people_to_place_more_and_cheaper(build: Any) -> None:
