@@ -371,8 +371,10 @@ def solve(
         if engine == "cp-sat":
             out = _cpsat(rows, hinted, budget, workers, totals)
         elif len(rows.vars) > LARGE_VARIABLES:
+            until = time.perf_counter() + budget
+            # When the batch does not split, or its LP fails, what time is left goes on.
             out = _linked(rows, hinted, budget, totals, ctx, workers) or _large(
-                rows, hinted, budget, totals, ctx
+                rows, hinted, max(0.1, until - time.perf_counter()), totals, ctx
             )
         else:
             out = _mip(rows, hinted, budget, totals)
