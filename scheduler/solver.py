@@ -971,8 +971,13 @@ def _improve(
     until: float,
     report: Callable[[list[bool]], None],
     count_bound: int,
+    alone: Sequence[int] = (),
 ) -> list[bool]:
-    """Re-solve neighbourhoods of learners exactly, everyone else held, until ``until``."""
+    """Re-solve neighbourhoods of learners exactly, everyone else held, until ``until``.
+
+    The learners in ``alone`` are re-solved one at a time first (placements, then
+    preference cost), in that order; then random neighbourhoods.
+    """
     values = list(values)
     n_amo = len(rows.amo)
     terms, rhs = _terms(rows)
@@ -990,12 +995,16 @@ def _improve(
     sessions = sorted(by_session)
     quiet = _Totals(0, 0, 0, 0, time.perf_counter(), None)
     rounds = better = 0
+    queue = list(reversed(alone))
     while time.perf_counter() < until - 1:
-        # A neighbourhood: learners around two sessions, so places can swap between them.
         learners: set[int] = set()
-        for s in rng.sample(sessions, min(2, len(sessions))):
-            pool = sorted(by_session[s])
-            learners.update(rng.sample(pool, min(len(pool), NEIGHBOURHOOD // 2)))
+        if queue:
+            learners.add(queue.pop())
+        else:
+            # Learners around two sessions, so places can swap between them.
+            for s in rng.sample(sessions, min(2, len(sessions))):
+                pool = sorted(by_session[s])
+                learners.update(rng.sample(pool, min(len(pool), NEIGHBOURHOOD // 2)))
         group = sorted(i for li in learners for i in by_learner[li])
         by_row: dict[int, list[tuple[int, int]]] = {}
         for k, i in enumerate(group):
@@ -1012,7 +1021,9 @@ def _improve(
                 sub.le.append(([k for k, _ in pairs], [c for _, c in pairs], room))
         before = [values[i] for i in group]
         # Near the count bound, spend the last 60% polishing preferences as well.
-        polish = close and time.perf_counter() > until - (until - began) * 0.6
+        polish = len(learners) == 1 or (
+            close and time.perf_counter() > until - (until - began) * 0.6
+        )
         out = _mip(sub, before, min(3.0, until - time.perf_counter()), quiet, lazy_cost=not polish)
         rounds += 1
         if (out.count, -out.cost) > (sum(before), -_cost(sub, before)):
@@ -1067,6 +1078,13 @@ def _large(
     count, cost = sum(values), _cost(rows, values)
     log.info("start: %d placed (at most %d), cost %d", count, count_bound, cost)
     if count < count_bound or cost > cost_floor(count):
+        # Patterns ignore preferences, and a sweep moves one course at a time: re-solve
+        # the learners who pay most on their own first.
+        paid: dict[int, int] = {}
+        for v, on in zip(rows.vars, values, strict=True):
+            if on and v.cost:
+                li = ctx.learner_of[v.request]
+                paid[li] = paid.get(li, 0) + v.cost
         values = _improve(
             rows,
             values,
@@ -1076,6 +1094,7 @@ def _large(
                 "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
             ),
             count_bound,
+            alone=sorted(paid, key=lambda li: -paid[li]),
         )
         count, cost = sum(values), _cost(rows, values)
     cost_lb = min(cost_floor(count), cost)

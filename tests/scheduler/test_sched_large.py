@@ -24,6 +24,7 @@ from scheduler.solver import (
     _Context,
     _group_bound,
     _groups,
+    _improve,
     _linked,
     _Rows,
     _split,
@@ -315,3 +316,27 @@ def test_group_engine_prints_nothing_on_stdout(
     out = capfd.readouterr().out
     assert big_paths == [True]
     assert json.loads(out)["format"] == "asye-allocation-result/1"
+
+
+def test_learner_re_solved_alone_moves_two_courses_at_once(build: Any) -> None:
+    # 0.4 FTE: one half day per four weeks. y holds c-mar and d-jan but asked for c-jan,
+    # which only fits if d moves to March too: no single-course sweep can do that.
+    problem = build.problem(
+        {"c": 0.5, "d": 0.5},
+        [
+            build.session("c-jan", "c", day="2027-01-12", start="09:30", end="12:30"),
+            build.session("d-jan", "d", day="2027-01-14", start="09:30", end="12:30"),
+            build.session("c-mar", "c", day="2027-03-09", start="09:30", end="12:30"),
+            build.session("d-mar", "d", day="2027-03-11", start="09:30", end="12:30"),
+        ],
+        [build.learner("y", ["c", "d"], fte=0.4, preferences={"c": ["c-jan"]})],
+    )
+    ctx, rows = _model(problem)
+    start = [problem.sessions[v.session].id in {"c-mar", "d-jan"} for v in rows.vars]
+    course_of = [problem.sessions[v.session].course for v in rows.vars]
+    assert _sweep(rows, start, course_of, until=float("inf")) == start
+    values = _improve(
+        rows, start, ctx.learner_of, time.perf_counter() + 1.5, lambda _: None, 2, alone=[0]
+    )
+    assert _chosen(problem, ctx, rows, values) == {"y:c-jan", "y:d-mar"}
+    assert violations(problem, _assignments(problem, ctx, rows, values)) == []
