@@ -31,10 +31,11 @@ Engines, per batch:
   form classes; column generation (a master LP over patterns of sessions, priced by
   each class's exact MIP) finds patterns that fit together within capacity; they
   are shared out by min-cost flow, filled, then each course in turn is re-assigned
-  for everyone at once by min-cost flow (``_sweep``), and neighbourhoods of
-  ``NEIGHBOURHOOD`` learners are re-solved exactly until the time is up. The bound is
-  the transport relaxation (a min-cost flow) with each learner capped at their
-  class's maximum.
+  for everyone at once by min-cost flow (``_sweep``), the learners who pay most are
+  re-solved one at a time, and neighbourhoods of ``NEIGHBOURHOOD`` learners are
+  re-solved exactly until the time is up. The bound is the lower of the transport
+  relaxation (a min-cost flow) with each learner capped at their class's maximum and
+  the column generation's Lagrangian bound.
 * ``cp-sat``: the same model in CP-SAT, kept for comparison.
 
 The greedy answer is always the starting point and the floor: ``solve`` never returns
@@ -910,8 +911,7 @@ def _sweep(rows: _Rows, values: list[bool], course_of: Sequence[str], until: flo
     terms, rhs = _terms(rows)
     usage = _usage(terms, len(rhs), values)
     n_amo = len(rows.amo)
-    limit = {rows.le[k][0][0]: k for k in rows.capacity}  # a member -> its capacity row
-    capacity_of = {rows.vars[i].session: n_amo + k for i, k in limit.items()}
+    capacity_of = {si: n_amo + k for k, si in rows.capacity.items()}
     by_course: dict[str, dict[int, list[int]]] = {}
     for i, v in enumerate(rows.vars):
         by_course.setdefault(course_of[i], {}).setdefault(v.request, []).append(i)
@@ -1045,10 +1045,11 @@ def _large(
 
     The start is the column generation's (``_columns``); with too many classes for
     it, the transport relaxation trimmed back within every learner's own rows and
-    filled (exactly by MIP when small, first come first served otherwise). Then
-    neighbourhood search until the time is up. The bound is the transport's size with
-    each learner capped at their class's maximum; the cost bound its cheapest flow of
-    our count.
+    filled (exactly by MIP when small, first come first served otherwise). Then course
+    sweeps, the learners who pay most re-solved one at a time, and neighbourhood
+    search until the time is up. The bound is the lower of the transport's size with
+    each learner capped at their class's maximum and the column generation's
+    Lagrangian bound; the cost bound is the transport's cheapest flow of our count.
     """
     t0 = time.perf_counter()
     classes = _classes(ctx, rows)
@@ -1129,7 +1130,7 @@ def _groups(ctx: _Context, rows: _Rows) -> tuple[list[list[int]], dict[int, int]
 
     Learners fall into groups joined by the capacity of sessions restricted to a group
     (a region's dates); sessions open to all (national online dates) link the groups.
-    None unless the split is worth it: fewer binding open sessions than group ones, and
+    None unless the split is worth it: no more binding open sessions than group ones, and
     at least half the variables belong to learners who share a group date with others.
     """
     sessions = ctx.problem.sessions
