@@ -1240,15 +1240,20 @@ def _group_answer(
 
 
 def _group_bound(
-    rows: _Rows, idx: list[int], linking: dict[int, int], price: dict[int, float], until: float
+    rows: _Rows,
+    idx: list[int],
+    linking: dict[int, int],
+    worth: Sequence[float],
+    price: dict[int, float],
+    until: float,
 ) -> float:
-    """Return a proved bound on group ``idx``'s weighted objective, linking rows priced."""
+    """Return a proved bound on group ``idx``'s objective ``worth``, linking rows priced."""
     charge: dict[int, float] = {}
     for k, p in price.items():
         charge.update((i, p) for i in rows.le[k][0])
     sub = _restrict(rows, idx, linking, {})
     solver, x, _ = _linear(sub, GROUP_ENGINE, integer=True)
-    weights = [PLACEMENT_WEIGHT - rows.vars[i].cost - charge.get(i, 0.0) for i in idx]
+    weights = [worth[i] - charge.get(i, 0.0) for i in idx]
     _objective(solver, x, weights, maximize=True)
     _, bound = _run_mip(solver, x, None, until - time.perf_counter(), GROUP_ENGINE)
     return bound if math.isfinite(bound) else sum(max(0.0, w) for w in weights)
@@ -1270,10 +1275,13 @@ def _linked(
     among the groups. Then, one exact MIP per group and job, on ``workers`` threads:
 
     * the answer: each group within its share of the linking sessions;
-    * the proof: each group with the linking sessions priced instead of limited. For any
-      prices ``p >= 0``, ``sum(p * places) + sum(group maxima)`` bounds the weighted
-      objective of every allocation (Lagrangian relaxation), so an allocation with ``n``
-      placements costs at least ``PLACEMENT_WEIGHT * n - bound``.
+    * the proofs: each group with the linking sessions priced instead of limited. For
+      any prices ``p >= 0``, ``sum(p * places) + sum(group maxima)`` bounds the objective
+      of every allocation (Lagrangian relaxation). Once with the weighted objective, so
+      an allocation with ``n`` placements costs at least ``PLACEMENT_WEIGHT * n - bound``;
+      once counting placements alone, at the same prices scaled down by the weight,
+      which bounds the count (the weighted one cannot: a placement may be worth less
+      than what it costs others).
 
     Returns None when the batch does not split into groups or the LP fails.
     """
@@ -1306,16 +1314,27 @@ def _linked(
             pool.submit(_group_answer, rows, idx, linking, quota, until)
             for idx, quota in zip(groups, quotas, strict=True)
         ]
-        bounds = [pool.submit(_group_bound, rows, idx, linking, price, until) for idx in groups]
+        worth = [weight - v.cost for v in rows.vars]
+        bounds = [
+            pool.submit(_group_bound, rows, idx, linking, worth, price, until) for idx in groups
+        ]
+        count_price = {k: p / weight for k, p in price.items()}
+        ones = [1.0] * len(rows.vars)
+        counts = [
+            pool.submit(_group_bound, rows, idx, linking, ones, count_price, until)
+            for idx in groups
+        ]
         values = [False] * len(rows.vars)
         for idx, job in zip(groups, answers, strict=True):
             for i, val in zip(idx, job.result(), strict=True):
                 values[i] = val
         upper = _upper(rows, price, [job.result() for job in bounds])
+        most = _upper(rows, count_price, [job.result() for job in counts])
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
     transport = _flow(rows, ctx.cand.free, None, ctx.learner_of, None)
     count_bound = len(rows.vars) if transport is None else sum(transport[0])
+    count_bound = min(count_bound, math.floor(most + 1e-4))
 
     def cost_floor(count: int) -> int:
         # Weighted objectives are whole numbers, so allow for solver round-off.

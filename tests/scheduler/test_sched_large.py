@@ -192,11 +192,16 @@ def test_priced_bound_holds_for_any_prices(build: Any, monkeypatch: pytest.Monke
         assert split is not None
         groups, linking = split
         placed, cost = _brute_force(problem)
+        worth = [PLACEMENT_WEIGHT - v.cost for v in rows.vars]
+        ones = [1.0] * len(rows.vars)
         for _ in range(5):
             price = {k: rng.choice([0.0, 0.5, 50.0, 99.0, 100.0, 250.0]) for k in linking}
             until = time.perf_counter() + 60
-            bounds = [_group_bound(rows, idx, linking, price, until) for idx in groups]
+            bounds = [_group_bound(rows, idx, linking, worth, price, until) for idx in groups]
             assert _upper(rows, price, bounds) >= PLACEMENT_WEIGHT * placed + cost - 1e-6
+            scaled = {k: p / PLACEMENT_WEIGHT for k, p in price.items()}
+            counts = [_group_bound(rows, idx, linking, ones, scaled, until) for idx in groups]
+            assert _upper(rows, scaled, counts) >= placed - 1e-6
 
 
 def test_group_answer_keeps_every_row(build: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,8 +215,9 @@ def test_group_answer_keeps_every_row(build: Any, monkeypatch: pytest.MonkeyPatc
         assert violations(problem, _assignments(problem, ctx, rows, out.values)) == []
         best = _brute_force(problem)
         assert (out.count, -out.cost) <= best
-        if out.count == best[0]:
-            assert out.cost_bound <= -best[1]
+        assert out.count_bound >= best[0] - ctx.cand.fixed_placed
+        if out.count == best[0] - ctx.cand.fixed_placed:
+            assert out.cost_bound <= -best[1] - ctx.cand.fixed_cost
 
 
 @pytest.mark.parametrize("seed", range(6))
