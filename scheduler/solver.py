@@ -1020,15 +1020,19 @@ def _improve(
             elif sum(c for _, c in pairs) > room:
                 sub.le.append(([k for k, _ in pairs], [c for _, c in pairs], room))
         before = [values[i] for i in group]
-        # Near the count bound, spend the last 60% polishing preferences as well.
-        polish = len(learners) == 1 or (
-            close and time.perf_counter() > until - (until - began) * 0.6
-        )
-        out = _mip(sub, before, min(3.0, until - time.perf_counter()), quiet, lazy_cost=not polish)
+        if len(learners) == 1:
+            # One learner's preference costs sum to far less than one placement's weight,
+            # so the weighted objective is lexicographic here: one solve, not two.
+            after = _weighted(sub, min(time.perf_counter() + 1.0, until))
+        else:
+            # Near the count bound, spend the last 60% polishing preferences as well.
+            polish = close and time.perf_counter() > until - (until - began) * 0.6
+            budget = min(3.0, until - time.perf_counter())
+            after = _mip(sub, before, budget, quiet, lazy_cost=not polish).values
         rounds += 1
-        if (out.count, -out.cost) > (sum(before), -_cost(sub, before)):
+        if (sum(after), -_cost(sub, after)) > (sum(before), -_cost(sub, before)):
             better += 1
-            for i, old, new in zip(group, before, out.values, strict=True):
+            for i, old, new in zip(group, before, after, strict=True):
                 if old != new:
                     values[i] = new
                     for r, c in terms[i]:
@@ -1070,7 +1074,7 @@ def _large(
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
     course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
-    values = _sweep(rows, values, course_of, t0 + budget * 0.6)
+    values = _sweep(rows, values, course_of, t0 + budget * 0.45)
 
     def cost_floor(count: int) -> int:
         cheapest = _flow(rows, ctx.cand.free, count, ctx.learner_of, personal)
@@ -1232,9 +1236,13 @@ def _group_answer(
     rows: _Rows, idx: list[int], linking: dict[int, int], quota: dict[int, int], until: float
 ) -> list[bool]:
     """Return the best allocation of group ``idx`` within its quota of each linking row."""
-    sub = _restrict(rows, idx, linking, quota)
-    solver, x, _ = _linear(sub, GROUP_ENGINE, integer=True)
-    _objective(solver, x, [PLACEMENT_WEIGHT - v.cost for v in sub.vars], maximize=True)
+    return _weighted(_restrict(rows, idx, linking, quota), until)
+
+
+def _weighted(rows: _Rows, until: float) -> list[bool]:
+    """Return the allocation of ``rows`` best by placements less cost, or none at all."""
+    solver, x, _ = _linear(rows, GROUP_ENGINE, integer=True)
+    _objective(solver, x, [PLACEMENT_WEIGHT - v.cost for v in rows.vars], maximize=True)
     got, _ = _run_mip(solver, x, None, until - time.perf_counter(), GROUP_ENGINE)
     return got if got is not None else [False] * len(x)
 
