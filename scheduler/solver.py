@@ -424,6 +424,11 @@ def solve(
     )
 
 
+def _worth(rows: _Rows) -> list[int]:
+    """Return each variable's value in the weighted objective: a placement less its cost."""
+    return [PLACEMENT_WEIGHT - v.cost for v in rows.vars]
+
+
 def _cost(rows: _Rows, values: Sequence[bool]) -> int:
     return sum(v.cost for v, val in zip(rows.vars, values, strict=True) if val)
 
@@ -775,14 +780,16 @@ def _share(
     rows: _Rows,
 ) -> list[tuple[int, tuple[int, ...]]]:
     """Give learners patterns (each offered so many times), keeping most places, cheapest."""
+    worth = _worth(rows)
     flow = min_cost_flow.SimpleMinCostFlow()
     first = 2 + len(members)
     for k, li in enumerate(members):
         flow.add_arc_with_capacity_and_unit_cost(0, 2 + k, 1, 0)
         for j, (pattern, _) in enumerate(offered):
             kept = [var_of[(li, si)] for si in pattern if (li, si) in var_of]
-            worth = PLACEMENT_WEIGHT * len(kept) - sum(rows.vars[i].cost for i in kept)
-            flow.add_arc_with_capacity_and_unit_cost(2 + k, first + j, 1, -worth)
+            flow.add_arc_with_capacity_and_unit_cost(
+                2 + k, first + j, 1, -sum(worth[i] for i in kept)
+            )
     for j, (_, times) in enumerate(offered):
         flow.add_arc_with_capacity_and_unit_cost(first + j, 1, times, 0)
     flow.set_node_supply(0, len(members))
@@ -915,7 +922,7 @@ def _sweep(rows: _Rows, values: list[bool], course_of: Sequence[str], until: flo
     by_course: dict[str, dict[int, list[int]]] = {}
     for i, v in enumerate(rows.vars):
         by_course.setdefault(course_of[i], {}).setdefault(v.request, []).append(i)
-    worth = [PLACEMENT_WEIGHT - v.cost for v in rows.vars]
+    worth = _worth(rows)
     best = sum(worth[i] for i, val in enumerate(values) if val)
     sweeps = 0
     while time.perf_counter() < until:
@@ -1073,8 +1080,6 @@ def _large(
         values = _trimmed(rows, chosen, t0 + budget * 0.5)
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
-    course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
-    values = _sweep(rows, values, course_of, t0 + budget * 0.45)
 
     def cost_floor(count: int) -> int:
         cheapest = _flow(rows, ctx.cand.free, count, ctx.learner_of, personal)
@@ -1083,29 +1088,47 @@ def _large(
     count, cost = sum(values), _cost(rows, values)
     log.info("start: %d placed (at most %d), cost %d", count, count_bound, cost)
     if count < count_bound or cost > cost_floor(count):
-        # Patterns ignore preferences, and a sweep moves one course at a time: re-solve
-        # the learners who pay most on their own first.
-        paid: dict[int, int] = {}
-        for v, on in zip(rows.vars, values, strict=True):
-            if on and v.cost:
-                li = ctx.learner_of[v.request]
-                paid[li] = paid.get(li, 0) + v.cost
-        values = _improve(
-            rows,
-            values,
-            ctx.learner_of,
-            t0 + budget,
-            lambda vs: totals.report(
-                "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
-            ),
-            count_bound,
-            alone=sorted(paid, key=lambda li: -paid[li]),
-        )
+        values = _polish(rows, values, ctx, totals, count_bound, t0 + budget * 0.45, t0 + budget)
         count, cost = sum(values), _cost(rows, values)
     cost_lb = min(cost_floor(count), cost)
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
+
+
+def _polish(
+    rows: _Rows,
+    values: list[bool],
+    ctx: _Context,
+    totals: _Totals,
+    count_bound: int,
+    sweep_until: float,
+    until: float,
+) -> list[bool]:
+    """Improve an answer not yet proved, until ``until``.
+
+    First course sweeps (until ``sweep_until``). A sweep moves one course at a time, so
+    a learner whose better date needs another course moved too is re-solved alone next,
+    those who pay most first; random neighbourhoods take the time left.
+    """
+    course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
+    values = _sweep(rows, values, course_of, sweep_until)
+    paid: dict[int, int] = {}
+    for v, on in zip(rows.vars, values, strict=True):
+        if on and v.cost:
+            li = ctx.learner_of[v.request]
+            paid[li] = paid.get(li, 0) + v.cost
+    return _improve(
+        rows,
+        values,
+        ctx.learner_of,
+        until,
+        lambda vs: totals.report(
+            "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
+        ),
+        count_bound,
+        alone=sorted(paid, key=lambda li: -paid[li]),
+    )
 
 
 def _trimmed(rows: _Rows, chosen: list[bool], until: float) -> list[bool]:
@@ -1232,17 +1255,10 @@ def _quotas(
     return quotas
 
 
-def _group_answer(
-    rows: _Rows, idx: list[int], linking: dict[int, int], quota: dict[int, int], until: float
-) -> list[bool]:
-    """Return the best allocation of group ``idx`` within its quota of each linking row."""
-    return _weighted(_restrict(rows, idx, linking, quota), until)
-
-
 def _weighted(rows: _Rows, until: float) -> list[bool]:
     """Return the allocation of ``rows`` best by placements less cost, or none at all."""
     solver, x, _ = _linear(rows, GROUP_ENGINE, integer=True)
-    _objective(solver, x, [PLACEMENT_WEIGHT - v.cost for v in rows.vars], maximize=True)
+    _objective(solver, x, _worth(rows), maximize=True)
     got, _ = _run_mip(solver, x, None, until - time.perf_counter(), GROUP_ENGINE)
     return got if got is not None else [False] * len(x)
 
@@ -1300,8 +1316,9 @@ def _linked(
         return None
     groups, linking = split
     weight = PLACEMENT_WEIGHT
+    worth = _worth(rows)
     lp, x, cons = _linear(rows, "PDLP", integer=False)
-    _objective(lp, x, [weight - v.cost for v in rows.vars], maximize=True)
+    _objective(lp, x, worth, maximize=True)
     lp.SetTimeLimit(int(max(1.0, budget * 0.3) * 1000))
     if lp.Solve() not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return None
@@ -1318,11 +1335,11 @@ def _linked(
         time.perf_counter() - t0,
     )
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        # The answer: each group at its best within its share of the linking rows.
         answers = [
-            pool.submit(_group_answer, rows, idx, linking, quota, until)
+            pool.submit(_weighted, _restrict(rows, idx, linking, quota), until)
             for idx, quota in zip(groups, quotas, strict=True)
         ]
-        worth = [weight - v.cost for v in rows.vars]
         bounds = [
             pool.submit(_group_bound, rows, idx, linking, worth, price, until) for idx in groups
         ]
@@ -1352,18 +1369,7 @@ def _linked(
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_floor(count))
     if (count < count_bound or cost > cost_floor(count)) and time.perf_counter() < until - 1:
-        course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
-        values = _sweep(rows, values, course_of, until)
-        values = _improve(
-            rows,
-            values,
-            ctx.learner_of,
-            until,
-            lambda vs: totals.report(
-                "placements", totals.placed + sum(vs), totals.placed_bound + count_bound
-            ),
-            count_bound,
-        )
+        values = _polish(rows, values, ctx, totals, count_bound, until, until)
         count, cost = sum(values), _cost(rows, values)
     log.info(
         "groups: %d placed (bound %d), cost %d (bound %d)",
