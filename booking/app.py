@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _tune_sqlite(db.engine)
 
     from . import models  # noqa: F401  (registers tables)
+    from .audit import models as audit_models  # noqa: F401
     from .views import register_blueprints
 
     register_blueprints(app)

@@ -20,6 +20,7 @@ from . import (
     catalogue,
     demo,
     enrolment,
+    invariants,
     notifications,
     worker,
 )
@@ -260,6 +261,18 @@ def allocate_command(
         )
 
 
+@click.command("check")
+def check_command() -> None:
+    """Check the service's invariants; list what is broken and exit 1, or say all is well."""
+    problems = invariants.run_checks()
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found.", err=True)
+        sys.exit(1)
+    click.echo(f"All {len(invariants.CHECKS)} invariant(s) hold.")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the commands to ``flask``."""
     app.cli.add_command(seed_demo_command)
@@ -269,3 +282,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(mail_cli)
     app.cli.add_command(attendance_cli)
     app.cli.add_command(allocate_command)
+    app.cli.add_command(check_command)
