@@ -257,7 +257,8 @@ def finance_report(start: date | None = None, end: date | None = None) -> Financ
     invoiced - credited - paid + refunded.
     """
     movements: dict[int, list[tuple[date, str, int]]] = {}
-    names = dict(db.session.execute(select(Employer.id, Employer.name)).tuples().all())
+    rows = db.session.execute(select(Employer.id, Employer.name))
+    names: dict[int, str] = {employer_id: name for employer_id, name in rows}
 
     def add(employer_id: int, day: date, column: str, pence: int) -> None:
         movements.setdefault(employer_id, []).append((day, column, pence))
