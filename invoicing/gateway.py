@@ -425,21 +425,26 @@ def create_credit_note(
 # Money received outside Stripe -----------------------------------------------------------
 
 
+def payment_record_metadata(payment_record_id: str) -> dict[str, str]:
+    """Return a PaymentRecord's metadata (ours name our payment and deployment)."""
+    record = _call(
+        "read a payment record",
+        _client().v1.payment_records.retrieve,
+        payment_record_id,
+        key=None,
+    )
+    return _metadata(_plain(record))
+
+
 def find_payment_record(*, stripe_invoice_id: str, payment_id: int, deployment: str) -> str | None:
     """Return the PaymentRecord reported for one of our payments, if it is on the invoice."""
-    client = _client()
     for payment in invoice_payments(stripe_invoice_id):
         if payment.payment_type != "payment_record" or not payment.payment_record_id:
             continue
-        record = _plain(
-            _call(
-                "read a payment record",
-                client.v1.payment_records.retrieve,
-                payment.payment_record_id,
-                key=None,
-            )
-        )
-        if _mine(record, deployment, asye_payment_id=str(payment_id)):
+        metadata = payment_record_metadata(payment.payment_record_id)
+        if metadata.get("asye_deployment") == deployment and metadata.get("asye_payment_id") == str(
+            payment_id
+        ):
             return payment.payment_record_id
     return None
 

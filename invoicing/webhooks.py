@@ -72,6 +72,12 @@ def _gather(event: gateway.StripeEvent) -> Facts:
         if event.type == "invoice_payment.paid":
             facts.stripe_invoice_id = gateway.invoice_payment_from(obj).invoice_id
         facts.payments = gateway.invoice_payments(facts.stripe_invoice_id)
+        for payment in facts.payments:
+            if payment.payment_type == "payment_record" and payment.payment_record_id:
+                metadata = gateway.payment_record_metadata(payment.payment_record_id)
+                ours = metadata.get("asye_payment_id", "")
+                if metadata.get("asye_deployment") == facts.deployment and ours.isdigit():
+                    facts.our_records[payment.payment_record_id] = int(ours)
     elif event.type == "charge.refunded":
         facts.refunds = gateway.refunds_for(str(obj["payment_intent"]))
     elif event.type.startswith("refund."):
@@ -217,6 +223,11 @@ def _reconcile_payments(invoice: Invoice, facts: Facts, now: datetime) -> str:
             continue
         if remote.payment_type == "payment_record":
             if remote.payment_record_id in ours:
+                continue
+            mine = db.session.get(Payment, facts.our_records.get(remote.payment_record_id, 0))
+            if mine is not None and mine.invoice_id == invoice.id:
+                # Reported by us, its id lost before we could save it: the money is recorded.
+                mine.stripe_payment_record_id = remote.payment_record_id
                 continue
             # Recorded in Stripe's Dashboard as paid outside Stripe.
             method, reference = PaymentMethod.BANK_TRANSFER, remote.payment_record_id

@@ -543,6 +543,31 @@ class FakeStripe:
             self.deliver("invoice.paid", snapshot[1])
         return snapshot[0]
 
+    def dashboard_record_payment(self, invoice_id: str, amount: int) -> dict[str, Any]:
+        """Record money paid outside Stripe from the Dashboard (a PaymentRecord, not ours)."""
+        with self._lock:
+            record = self._report_payment(
+                {
+                    "amount_requested[value]": str(amount),
+                    "amount_requested[currency]": "gbp",
+                    "initiated_at": str(int(time.time())),
+                    "payment_method_details[type]": "custom",
+                }
+            )
+            invoice = self._invoice_action(
+                self.invoices[invoice_id], "attach_payment", {"payment_record": record["id"]}
+            )
+            payment = next(
+                p
+                for p in self.invoice_payments.values()
+                if p["payment"].get("payment_record") == record["id"]
+            )
+            snapshot = json.loads(json.dumps(payment)), json.loads(json.dumps(invoice))
+        self.deliver("invoice_payment.paid", snapshot[0])
+        if snapshot[1]["status"] == "paid":
+            self.deliver("invoice.paid", snapshot[1])
+        return snapshot[0]
+
     def dashboard_refund(self, invoice_id: str, amount: int) -> dict[str, Any]:
         """Refund part of a Stripe payment from the Dashboard, without a credit note."""
         with self._lock:

@@ -354,3 +354,39 @@ def test_credit_note_reduces_what_stripe_collects_and_void_reaches_stripe(
         "outcome"
     ].startswith("ignored")
     assert_ledger_adds_up()
+
+
+def test_payments_recorded_outside_stripe_are_counted_once_whoever_recorded_them(
+    stripe_on: FakeStripe,
+    client: FlaskClient,
+    programme: Programme,
+    option2_employer: Callable[..., Employer],
+) -> None:
+    employer = option2_employer(2)
+    services.run_billing(programme, now=NOW)
+    invoice = _only_invoice(employer)
+    sid = invoice.stripe_invoice_id
+    ours = services.record_payment(
+        invoice, amount_pence=10000, reference="BACS-1", paid_on=NOW.date(), now=NOW
+    )
+    assert stripe_on.invoices[sid]["amount_remaining"] == 60000
+    # Our PaymentRecord's id was lost before we saved it (a crash after Stripe answered).
+    db.session.execute(
+        Payment.__table__.update()
+        .where(Payment.id == ours.id)
+        .values(stripe_payment_record_id=None)
+    )
+    db.session.commit()
+    # Finance records £100 paid by cheque in Stripe's Dashboard; then the rest is paid online.
+    stripe_on.dashboard_record_payment(sid, 10000)
+    stripe_on.pay_hosted(sid)
+    assert _post(client, *stripe_on.event("invoice.paid", sid))[1] == {"outcome": "paid: £600.00"}
+    invoice = _only_invoice(employer)
+    assert sorted((p.method.value, p.amount_pence) for p in invoice.payments) == [
+        ("bank_transfer", 10000),
+        ("bank_transfer", 10000),
+        ("stripe", 50000),
+    ]
+    assert invoice.balance_pence == 0 and invoice.status is InvoiceStatus.PAID
+    assert db.session.get(Payment, ours.id).stripe_payment_record_id is not None
+    assert_ledger_adds_up()
