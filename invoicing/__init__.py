@@ -23,11 +23,17 @@ DEFAULTS: dict[str, Any] = {
         "INVOICE_CREDIT_WITHDRAWN_BEFORE_FIRST_SESSION", "1"
     ).lower()
     in {"1", "true", "yes", "on"},
-    # Printed under "How to pay" on every invoice: the host's bank details.
-    "INVOICE_PAYMENT_INSTRUCTIONS": os.environ.get(
-        "INVOICE_PAYMENT_INSTRUCTIONS",
-        "Pay by bank transfer to the account on your supplier record, or online by the link.",
-    ),
+    # Printed under "How to pay" on every invoice with money owed: the bank details...
+    "INVOICE_BANK_PAYEE": os.environ.get("INVOICE_BANK_PAYEE", ""),
+    "INVOICE_BANK_SORT_CODE": os.environ.get("INVOICE_BANK_SORT_CODE", ""),
+    "INVOICE_BANK_ACCOUNT_NUMBER": os.environ.get("INVOICE_BANK_ACCOUNT_NUMBER", ""),
+    # ...and any further words (remittance address, who to ask).
+    "INVOICE_PAYMENT_INSTRUCTIONS": os.environ.get("INVOICE_PAYMENT_INSTRUCTIONS", ""),
+    # Namespaces Stripe idempotency keys and metadata, so deployments sharing one Stripe
+    # account never collide; unset, an id made at first use and kept in the database.
+    "STRIPE_DEPLOYMENT_ID": os.environ.get("STRIPE_DEPLOYMENT_ID", ""),
+    # A custom payment method type (cpmt_...) for bank transfers reported to Stripe.
+    "STRIPE_CUSTOM_PAYMENT_METHOD_TYPE": os.environ.get("STRIPE_CUSTOM_PAYMENT_METHOD_TYPE", ""),
     "STRIPE_MAX_NETWORK_RETRIES": int(os.environ.get("STRIPE_MAX_NETWORK_RETRIES", "2")),
 }
 
@@ -40,7 +46,7 @@ def init_app(app: Flask) -> None:
     """Attach invoicing's settings, pages, webhook, commands and navigation to the app."""
     for key, value in DEFAULTS.items():
         app.config.setdefault(key, value)
-    from . import models  # noqa: F401  (registers tables)
+    from . import invariants, models  # noqa: F401  (registers tables and checks)
     from .cli import invoicing_cli
     from .services import format_pence
     from .views import bp

@@ -8,8 +8,11 @@ from flask import current_app
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from .models import CreditNote, Invoice
-from .services import format_pence, london_today, vat_label
+from booking.models import london_today
+
+from . import gateway
+from .models import CreditNote, Invoice, InvoiceStatus
+from .services import format_pence, vat_label
 
 # DejaVu covers names outside Latin-1; without it the core Helvetica font still has "£".
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
@@ -108,21 +111,45 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         )
     else:
         doc.row("VAT", "None charged")
-    doc.row("Total due", format_pence(invoice.total_pence), bold=True)
+    doc.row("Total", format_pence(invoice.total_pence), bold=True)
     if invoice.credited_pence:
         doc.row("Credited", "-" + format_pence(invoice.credited_pence))
     if invoice.paid_pence:
         doc.row("Paid", "-" + format_pence(invoice.paid_pence))
-    doc.row("Balance", format_pence(invoice.balance_pence), bold=True)
+    if invoice.refunded_pence:
+        doc.row("Refunded", format_pence(invoice.refunded_pence))
+    balance = invoice.balance_pence
+    if balance < 0:
+        doc.row(invoice.state_label, format_pence(-balance), bold=True)
+    else:
+        label = (
+            "Written off, still owed"
+            if invoice.status is InvoiceStatus.UNCOLLECTIBLE
+            else "Balance due"
+        )
+        doc.row(label, format_pence(balance), bold=True)
+    if balance > 0:
+        _how_to_pay(doc, invoice)
+    return bytes(doc.output())
+
+
+def _how_to_pay(doc: _Document, invoice: Invoice) -> None:
+    config = current_app.config
     doc.ln(6)
     doc.write_line("How to pay", size=12, bold=True, height=7)
-    if invoice.hosted_invoice_url:
-        doc.write_line(f"Pay online by card or bank transfer: {invoice.hosted_invoice_url}")
-    instructions = current_app.config.get("INVOICE_PAYMENT_INSTRUCTIONS", "")
+    if config.get("INVOICE_BANK_ACCOUNT_NUMBER"):
+        doc.write_line("By bank transfer:")
+        doc.write_line(f"Payee: {config.get('INVOICE_BANK_PAYEE') or invoice.programme.host_name}")
+        doc.write_line(f"Sort code: {config.get('INVOICE_BANK_SORT_CODE', '')}")
+        doc.write_line(f"Account number: {config['INVOICE_BANK_ACCOUNT_NUMBER']}")
+        doc.write_line(f"Reference: {invoice.number}")
+    else:
+        doc.write_line(f"Quote invoice number {invoice.number} as the payment reference.")
+    if gateway.enabled() and invoice.hosted_invoice_url:
+        doc.write_line(f"Or pay online by card or bank transfer: {invoice.hosted_invoice_url}")
+    instructions = config.get("INVOICE_PAYMENT_INSTRUCTIONS", "")
     if instructions:
         doc.write_line(instructions)
-    doc.write_line(f"Quote invoice number {invoice.number} as the payment reference.")
-    return bytes(doc.output())
 
 
 def credit_note_pdf(note: CreditNote) -> bytes:

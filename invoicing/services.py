@@ -1,26 +1,34 @@
-"""Invoicing services: billing runs, issue, void, credit, payments, reminders, ledger.
+"""Invoicing services: billing runs, issue, void, credit, payments, refunds, write-offs.
 
 Each invoice is issued in its own transaction, taking its number from a counter row
 under a lock, so two billing runs at once neither share a number nor bill an NQSW
-twice (a unique claim per NQSW and programme backs that up). Stripe is called only
-after our own commit; a Stripe failure leaves the invoice ``PENDING`` and
-``sync_stripe`` finishes the job later with the same idempotency keys.
+twice (a unique claim per NQSW and programme backs that up). Every later change to
+an invoice first takes the invoice's row lock (``SELECT ... FOR UPDATE``; on SQLite
+the write lock taken at ``BEGIN IMMEDIATE``) and re-reads it, so of two identical
+requests the second sees the first's result and gets the ordinary refusal. Stripe is
+called only after our own commit (``stripe_sync``).
+
+One balance: invoiced - credited - paid + refunded. Positive is owed; negative is an
+overpayment, shown as *refund due* or, once the coordinator chooses to carry it,
+*credit on account* until it is applied to the employer's next invoice.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from booking.audit.services import record as audit
 from booking.errors import BookingError, InvalidInput
 from booking.extensions import db
 from booking.models import (
@@ -50,11 +58,13 @@ from .models import (
     InvoiceStatus,
     Payment,
     PaymentMethod,
-    StripeCustomer,
-    WebhookEvent,
+    Refund,
 )
+from .stripe_sync import after_change, push_to_stripe
 
 log = logging.getLogger(__name__)
+
+OPEN = (InvoiceStatus.ISSUED, InvoiceStatus.UNCOLLECTIBLE)
 
 
 class InvoiceError(BookingError):
@@ -67,6 +77,10 @@ class PoNumberRequired(InvoiceError):
 
 class InvoiceClosed(InvoiceError):
     """The invoice is paid or void, so this cannot be done to it."""
+
+
+class PreviewOutdated(InvoiceError):
+    """What a billing run would do changed after the coordinator looked at it."""
 
 
 def format_pence(pence: int) -> str:
@@ -83,6 +97,22 @@ def pence_as_decimal(pence: int) -> str:
     return f"{sign}{pounds}.{rest:02d}"
 
 
+_POUNDS = re.compile(r"£?(?P<pounds>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<pence>\d{1,2}))?")
+
+
+def parse_pounds(text: str) -> int:
+    """Return an amount typed in pounds ('350', '1,050.00', '£12.5') as pence.
+
+    Raises ValueError for anything else, including more than two decimal places.
+    """
+    match = _POUNDS.fullmatch(text.strip().replace(" ", ""))
+    if match is None:
+        raise ValueError(text)
+    pounds = int(match["pounds"].replace(",", ""))
+    pence = int((match["pence"] or "0").ljust(2, "0"))
+    return pounds * 100 + pence
+
+
 def vat_for(subtotal_pence: int, rate_basis_points: int) -> int:
     """Return VAT on a subtotal, rounded half up to the penny, in integers only."""
     return (subtotal_pence * rate_basis_points + 5000) // 10000
@@ -92,6 +122,17 @@ def vat_label(rate_basis_points: int) -> str:
     """Return a VAT rate for people, e.g. 2000 -> '20%'."""
     whole, rest = divmod(rate_basis_points, 100)
     return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"
+
+
+def _money(invoice: Invoice) -> dict[str, Any]:
+    """Return what an audit entry keeps of an invoice: its state and figures, no names."""
+    return {
+        "status": invoice.status,
+        "balance_pence": invoice.balance_pence,
+        "credited_pence": invoice.credited_pence,
+        "paid_pence": invoice.paid_pence,
+        "refunded_pence": invoice.refunded_pence,
+    }
 
 
 # Numbering -------------------------------------------------------------------------
@@ -107,7 +148,7 @@ def _ensure_counter(key: str) -> None:
         pass  # another run created it first; its row is as good as ours
 
 
-def _take_number(key: str) -> str:
+def take_number(key: str) -> str:
     """Take the next number for ``key``, locking the counter until our commit.
 
     The increment rolls back with the transaction, so numbers have no gaps; the lock
@@ -127,7 +168,7 @@ def _invoice_key(programme: Programme, today: date) -> str:
     return f"{programme.invoice_prefix}-{today.year}"
 
 
-def _credit_key(prefix: str, today: date) -> str:
+def credit_key(prefix: str, today: date) -> str:
     return f"{prefix}-CN-{today.year}"
 
 
@@ -158,6 +199,59 @@ def employers_awaiting_po() -> Sequence[Employer]:
     ).all()
 
 
+# Locking and settling --------------------------------------------------------------
+
+
+def lock(invoice: Invoice) -> Invoice:
+    """Take the invoice's row lock and re-read it and its money, as committed by others."""
+    db.session.execute(select(Invoice.id).where(Invoice.id == invoice.id).with_for_update())
+    db.session.expire_all()
+    return invoice
+
+
+def settle(invoice: Invoice, now: datetime) -> bool:
+    """Set the status from the balance; return True if the invoice has just become paid."""
+    db.session.flush()
+    db.session.refresh(invoice)
+    if invoice.status is InvoiceStatus.VOID:
+        return False
+    balance = invoice.balance_pence
+    if invoice.status is InvoiceStatus.UNCOLLECTIBLE and balance > 0:
+        return False
+    was = invoice.status
+    if balance > 0:
+        invoice.status = InvoiceStatus.ISSUED
+    elif balance == 0:
+        invoice.status = InvoiceStatus.PAID
+    else:
+        invoice.status = InvoiceStatus.OVERPAID
+    if invoice.status is not InvoiceStatus.OVERPAID:
+        invoice.carry_forward = False
+    if invoice.status is InvoiceStatus.PAID and was is not InvoiceStatus.PAID:
+        invoice.paid_at = now
+        return True
+    return False
+
+
+def queue_paid(invoice: Invoice) -> None:
+    """Thank the employer for paying in full (credits alone send no thanks)."""
+    if invoice.received_pence <= 0:
+        return
+    queue_message(
+        "invoice_paid",
+        billing_emails(invoice.employer),
+        f"Invoice {invoice.number} is paid: thank you",
+        invoice=invoice,
+        total=format_pence(invoice.total_pence),
+    )
+
+
+def billing_emails(employer: Employer) -> list[str]:
+    if employer.billing_email:
+        return [employer.billing_email]
+    return [c.email for c in employer.contacts if c.active and c.role is Role.EMPLOYER_CONTACT]
+
+
 # Billing runs ----------------------------------------------------------------------
 
 
@@ -169,16 +263,68 @@ class BillingReport:
     stripe_errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """Return one line for people."""
+        """Return one sentence for people."""
         parts = [
             f"{len(self.invoice_ids)} invoice(s) issued",
             f"{len(self.credit_note_ids)} credit note(s) issued",
         ]
         if self.skipped:
-            parts.append(f"{len(self.skipped)} employer(s) skipped: " + "; ".join(self.skipped))
+            reasons = "; ".join(reason.rstrip(".") for reason in self.skipped)
+            parts.append(f"{len(self.skipped)} employer(s) skipped: {reasons}")
         if self.stripe_errors:
             parts.append(f"{len(self.stripe_errors)} not yet sent to Stripe (retry later)")
         return ", ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class PreviewInvoice:
+    employer_id: int
+    employer_name: str
+    nqsws: list[tuple[int, str]]
+    subtotal_pence: int
+    vat_pence: int
+    total_pence: int
+    skipped_because: str = ""
+
+
+@dataclass(frozen=True)
+class PreviewCredit:
+    invoice_number: str
+    employer_name: str
+    nqsw_names: list[str]
+    line_ids: list[int]
+
+
+@dataclass(frozen=True)
+class BillingPreview:
+    programme_id: int
+    invoices: list[PreviewInvoice]
+    credits: list[PreviewCredit]
+
+    @property
+    def to_issue(self) -> list[PreviewInvoice]:
+        return [row for row in self.invoices if not row.skipped_because]
+
+    @property
+    def skipped(self) -> list[PreviewInvoice]:
+        return [row for row in self.invoices if row.skipped_because]
+
+    @property
+    def total_pence(self) -> int:
+        return sum(row.total_pence for row in self.to_issue)
+
+    @property
+    def fingerprint(self) -> str:
+        """Return a short digest of exactly what a run would do, to confirm against."""
+        parts = [
+            f"i{row.employer_id}:{','.join(str(n) for n, _ in row.nqsws)}:{row.total_pence}"
+            for row in self.to_issue
+        ] + [f"c{','.join(str(i) for i in credit.line_ids)}" for credit in self.credits]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    @property
+    def empty(self) -> bool:
+        return not self.to_issue and not self.credits
 
 
 def _unbilled(employer_id: int, programme_id: int) -> Sequence[NQSW]:
@@ -198,10 +344,63 @@ def _unbilled(employer_id: int, programme_id: int) -> Sequence[NQSW]:
     ).all()
 
 
-def _billing_emails(employer: Employer) -> list[str]:
-    if employer.billing_email:
-        return [employer.billing_email]
-    return [c.email for c in employer.contacts if c.active and c.role is Role.EMPLOYER_CONTACT]
+def _billable_employers(programme_id: int) -> Sequence[int]:
+    return db.session.scalars(
+        select(Employer.id)
+        .where(Employer.option == EmployerOption.TRAINING_ONLY)
+        .where(exists().where(NQSW.employer_id == Employer.id, NQSW.programme_id == programme_id))
+        .order_by(Employer.id)
+    ).all()
+
+
+def _po_missing(employer: Employer) -> str:
+    if employer.po_required and not employer.po_number.strip():
+        return f"{employer.name} needs a purchase order number before invoicing."
+    return ""
+
+
+def preview_billing(programme: Programme) -> BillingPreview:
+    """Return who a billing run would invoice, for which NQSWs and how much, and who it skips."""
+    rows = []
+    for employer_id in _billable_employers(programme.id):
+        employer = db.session.get_one(Employer, employer_id)
+        nqsws = _unbilled(employer_id, programme.id)
+        if not nqsws:
+            continue
+        subtotal = programme.price_per_nqsw_pence * len(nqsws)
+        vat = vat_for(subtotal, programme.vat_rate_basis_points)
+        rows.append(
+            PreviewInvoice(
+                employer_id=employer.id,
+                employer_name=employer.name,
+                nqsws=[(n.id, n.name) for n in nqsws],
+                subtotal_pence=subtotal,
+                vat_pence=vat,
+                total_pence=subtotal + vat,
+                skipped_because=_po_missing(employer),
+            )
+        )
+    credits = [
+        PreviewCredit(
+            invoice_number=invoice.number,
+            employer_name=invoice.employer.name,
+            nqsw_names=[line.nqsw.name for line in invoice.lines if line.id in set(line_ids)],
+            line_ids=line_ids,
+        )
+        for invoice, line_ids in _withdrawals_to_credit(programme.id)
+    ]
+    return BillingPreview(programme_id=programme.id, invoices=rows, credits=credits)
+
+
+def programme_to_bill() -> Programme | None:
+    """Return the programme a billing run should default to: the newest with NQSWs to bill."""
+    programmes = db.session.scalars(
+        select(Programme).order_by(Programme.starts_on.desc(), Programme.id.desc())
+    ).all()
+    for programme in programmes:
+        if any(_unbilled(e, programme.id) for e in _billable_employers(programme.id)):
+            return programme
+    return programmes[0] if programmes else None
 
 
 def issue_invoice(
@@ -212,14 +411,14 @@ def issue_invoice(
         return None
     now = now or utcnow()
     today = london_today(now)
-    number = _take_number(_invoice_key(programme, today))
+    number = take_number(_invoice_key(programme, today))
     nqsws = _unbilled(employer.id, programme.id)
     if not nqsws:
         db.session.rollback()  # gives the number back: nothing was issued
         return None
-    if employer.po_required and not employer.po_number.strip():
+    if reason := _po_missing(employer):
         db.session.rollback()
-        raise PoNumberRequired(f"{employer.name} needs a purchase order number before invoicing.")
+        raise PoNumberRequired(reason)
     price = programme.price_per_nqsw_pence
     subtotal = price * len(nqsws)
     vat = vat_for(subtotal, programme.vat_rate_basis_points)
@@ -254,28 +453,44 @@ def issue_invoice(
         )
     queue_message(
         "invoice_issued",
-        _billing_emails(employer),
+        billing_emails(employer),
         f"Invoice {number} from {programme.host_name}",
         invoice=invoice,
         programme=programme,
         total=format_pence(invoice.total_pence),
+    )
+    audit(
+        "invoice.issue",
+        invoice,
+        after={
+            "number": number,
+            "total_pence": invoice.total_pence,
+            "nqsw_ids": [n.id for n in nqsws],
+        },
+        employer_id=employer.id,
+        at=now,
     )
     db.session.commit()
     log.info("invoice %s issued to employer %s", invoice.id, employer.id)
     return invoice
 
 
-def run_billing(programme: Programme, *, now: datetime | None = None) -> BillingReport:
-    """Invoice every Option 2 employer's new NQSWs and credit withdrawals the policy allows."""
-    report = BillingReport()
-    employer_ids = db.session.scalars(
-        select(Employer.id)
-        .where(Employer.option == EmployerOption.TRAINING_ONLY)
-        .where(exists().where(NQSW.employer_id == Employer.id, NQSW.programme_id == programme.id))
-        .order_by(Employer.id)
-    ).all()
+def run_billing(
+    programme: Programme, *, now: datetime | None = None, expected: str | None = None
+) -> BillingReport:
+    """Invoice every Option 2 employer's new NQSWs and credit withdrawals the policy allows.
+
+    With ``expected`` (a preview's fingerprint) nothing is issued if the run would now
+    do anything other than what was previewed.
+    """
     programme_id = programme.id
-    for employer_id in employer_ids:
+    if expected is not None and preview_billing(programme).fingerprint != expected:
+        db.session.rollback()
+        raise PreviewOutdated(
+            "Enrolments or invoices changed since you looked: check the billing run again."
+        )
+    report = BillingReport()
+    for employer_id in _billable_employers(programme_id):
         # One transaction per invoice: a refusal for one employer leaves the others issued.
         for attempt in (1, 2):
             employer = db.session.get_one(Employer, employer_id)
@@ -297,179 +512,35 @@ def run_billing(programme: Programme, *, now: datetime | None = None) -> Billing
                 report.invoice_ids.append(invoice.id)
             break
     report.credit_note_ids.extend(credit_withdrawals(programme_id, now=now))
+    audit(
+        "billing.run",
+        ("programme", programme_id),
+        after={
+            "invoice_ids": report.invoice_ids,
+            "credit_note_ids": report.credit_note_ids,
+            "skipped": len(report.skipped),
+        },
+        at=now,
+    )
+    db.session.commit()
     for invoice_id in report.invoice_ids:
+        invoice = db.session.get_one(Invoice, invoice_id)
         try:
-            push_to_stripe(db.session.get_one(Invoice, invoice_id))
+            push_to_stripe(invoice)
         except gateway.GatewayError as error:
             report.stripe_errors.append(error.message)
+        apply_account_credit(invoice.employer_id, now=now)
     return report
 
 
-# Stripe ----------------------------------------------------------------------------
-
-
-def _record_gateway_error(invoice: Invoice, error: gateway.GatewayError) -> None:
-    db.session.rollback()
-    invoice.gateway_state = GatewayState.PENDING
-    invoice.gateway_error = error.message[:500]
-    db.session.commit()
-
-
-def _stripe_customer_id(employer: Employer) -> str:
-    found = db.session.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.employer_id == employer.id)
-    )
-    if found:
-        return found
-    customer_id = gateway.create_customer(
-        key=f"asye-customer-{employer.id}",
-        name=employer.billing_name or employer.name,
-        email=employer.billing_email,
-        employer_id=employer.id,
-    )
-    try:
-        db.session.add(StripeCustomer(employer_id=employer.id, customer_id=customer_id))
-        db.session.commit()
-    except IntegrityError:
-        # A push running at the same time saved it first; the idempotency key made it the same.
-        db.session.rollback()
-    return customer_id
-
-
-def push_to_stripe(invoice: Invoice) -> None:
-    """Bring Stripe up to date with an invoice, resuming wherever a failed try stopped."""
-    if invoice.gateway_state is not GatewayState.PENDING or not gateway.enabled():
-        return
-    try:
-        if invoice.status is InvoiceStatus.ISSUED:
-            _push_issued(invoice)
-            _push_credit_notes(invoice)
-        elif not invoice.stripe_finalized:
-            # It never reached the customer: drop the draft; there is nothing to collect.
-            if invoice.stripe_invoice_id is not None:
-                gateway.delete_draft(stripe_invoice_id=invoice.stripe_invoice_id)
-            for note in invoice.credit_notes:
-                note.stripe_pending = False
-        elif invoice.status is InvoiceStatus.VOID:
-            gateway.void_invoice(
-                key=f"asye-invoice-{invoice.id}-void", stripe_invoice_id=_sid(invoice)
-            )
-        else:
-            _push_credit_notes(invoice)
-            if any(p.method is PaymentMethod.BANK_TRANSFER for p in invoice.payments):
-                gateway.mark_paid_out_of_band(
-                    key=f"asye-invoice-{invoice.id}-paid", stripe_invoice_id=_sid(invoice)
-                )
-    except gateway.GatewayError as error:
-        _record_gateway_error(invoice, error)
-        raise
-    invoice.gateway_state = GatewayState.SYNCED
-    invoice.gateway_error = ""
-    db.session.commit()
-
-
-def _push_credit_notes(invoice: Invoice) -> None:
-    for note in invoice.credit_notes:
-        if note.stripe_pending:
-            note.stripe_credit_note_id = gateway.create_credit_note(
-                key=f"asye-credit-note-{note.id}",
-                stripe_invoice_id=_sid(invoice),
-                lines=[(line.description, line.amount_pence) for line in note.lines]
-                + ([("VAT", note.vat_pence)] if note.vat_pence else []),
-                memo=f"Credit note {note.number}: {note.reason}"[:500],
-            )
-            note.stripe_pending = False
-            db.session.commit()
-
-
-def _sid(invoice: Invoice) -> str:
-    assert invoice.stripe_invoice_id is not None
-    return invoice.stripe_invoice_id
-
-
-def _push_issued(invoice: Invoice) -> None:
-    # Each step is saved as soon as Stripe confirms it, so a retry skips what is done.
-    customer_id = _stripe_customer_id(invoice.employer)
-    if invoice.stripe_invoice_id is None:
-        invoice.stripe_invoice_id = gateway.create_invoice(
-            key=f"asye-invoice-{invoice.id}-create",
-            customer_id=customer_id,
-            days_until_due=max((invoice.due_on - london_today(invoice.issued_at)).days, 1),
-            po_number=invoice.po_number,
-            number=invoice.number,
-            invoice_id=invoice.id,
-        )
-        db.session.commit()
-    for line in invoice.lines:
-        if line.stripe_item_id is None:
-            line.stripe_item_id = gateway.add_invoice_item(
-                key=f"asye-invoice-line-{line.id}",
-                customer_id=customer_id,
-                stripe_invoice_id=_sid(invoice),
-                amount_pence=line.amount_pence,
-                description=line.description,
-            )
-            db.session.commit()
-    if invoice.vat_pence and invoice.stripe_vat_item_id is None:
-        invoice.stripe_vat_item_id = gateway.add_invoice_item(
-            key=f"asye-invoice-{invoice.id}-vat",
-            customer_id=customer_id,
-            stripe_invoice_id=_sid(invoice),
-            amount_pence=invoice.vat_pence,
-            description=f"VAT at {vat_label(invoice.vat_rate_basis_points)}",
-        )
-        db.session.commit()
-    if not invoice.stripe_finalized:
-        url = gateway.finalize_invoice(
-            key=f"asye-invoice-{invoice.id}-finalize", stripe_invoice_id=_sid(invoice)
-        )
-        invoice.stripe_finalized = True
-        invoice.hosted_invoice_url = url or invoice.hosted_invoice_url
-        db.session.commit()
-    gateway.send_invoice(key=f"asye-invoice-{invoice.id}-send", stripe_invoice_id=_sid(invoice))
-
-
-@dataclass
-class SyncReport:
-    synced: int = 0
-    failed: int = 0
-
-
-def sync_stripe() -> SyncReport:
-    """Retry every invoice Stripe has not caught up with."""
-    report = SyncReport()
-    if not gateway.enabled():
-        return report
-    pending = db.session.scalars(
-        select(Invoice.id).where(Invoice.gateway_state == GatewayState.PENDING).order_by(Invoice.id)
-    ).all()
-    for invoice_id in pending:
-        try:
-            push_to_stripe(db.session.get_one(Invoice, invoice_id))
-        except gateway.GatewayError:
-            report.failed += 1
-        else:
-            report.synced += 1
-    return report
-
-
-def _after_change(invoice: Invoice) -> None:
-    """Hand a change we committed to Stripe; a failure is kept for ``sync_stripe``."""
-    if invoice.gateway_state is GatewayState.LOCAL:
-        return
-    invoice.gateway_state = GatewayState.PENDING
-    db.session.commit()
-    try:
-        push_to_stripe(invoice)
-    except gateway.GatewayError:
-        log.warning("invoice %s left pending for Stripe", invoice.id)
-
-
-# Void, credit, pay -------------------------------------------------------------------
+# Void, credit, write off -------------------------------------------------------------
 
 
 def void_invoice(invoice: Invoice, reason: str, *, by: User | None = None) -> None:
     """Void an unpaid invoice; its NQSWs become billable again."""
+    if not reason.strip():
+        raise InvalidInput("Say why the invoice is void.", field="reason")
+    lock(invoice)
     if invoice.status is not InvoiceStatus.ISSUED:
         raise InvoiceClosed(f"Invoice {invoice.number} is {invoice.state_label.lower()}.")
     if invoice.payments:
@@ -478,15 +549,23 @@ def void_invoice(invoice: Invoice, reason: str, *, by: User | None = None) -> No
         )
     if invoice.credit_notes:
         raise InvoiceClosed(f"Invoice {invoice.number} has credit notes; credit the rest instead.")
-    if not reason.strip():
-        raise InvalidInput("Say why the invoice is void.", field="reason")
-    _void(invoice, reason.strip())
+    before = _money(invoice)
+    void(invoice, reason.strip())
+    audit(
+        "invoice.void",
+        invoice,
+        actor=by,
+        before=before,
+        after=_money(invoice),
+        employer_id=invoice.employer_id,
+        reason=reason.strip(),
+    )
     db.session.commit()
-    log.info("invoice %s voided by user %s", invoice.id, by.id if by else None)
-    _after_change(invoice)
+    after_change(invoice)
 
 
-def _void(invoice: Invoice, reason: str) -> None:
+def void(invoice: Invoice, reason: str) -> None:
+    """Void the invoice and release its NQSWs' claims (the caller holds the lock)."""
     invoice.status = InvoiceStatus.VOID
     invoice.voided_at = utcnow()
     invoice.void_reason = reason
@@ -497,14 +576,34 @@ def _void(invoice: Invoice, reason: str) -> None:
         db.session.delete(claim)
 
 
-def _settle_if_cleared(invoice: Invoice, now: datetime) -> bool:
-    db.session.flush()
-    db.session.refresh(invoice)
-    if invoice.status is InvoiceStatus.ISSUED and invoice.balance_pence == 0:
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = now
-        return True
-    return False
+def mark_uncollectible(
+    invoice: Invoice, reason: str, *, by: User | str | None = None, now: datetime | None = None
+) -> None:
+    """Write an invoice off: still owed on the books, no longer chased."""
+    if not reason.strip():
+        raise InvalidInput("Say why the invoice cannot be collected.", field="reason")
+    lock(invoice)
+    if invoice.status is not InvoiceStatus.ISSUED:
+        raise InvoiceClosed(f"Invoice {invoice.number} is {invoice.state_label.lower()}.")
+    before = _money(invoice)
+    write_off(invoice, reason.strip(), now or utcnow())
+    audit(
+        "invoice.uncollectible",
+        invoice,
+        actor=by,
+        before=before,
+        after=_money(invoice),
+        employer_id=invoice.employer_id,
+        reason=reason.strip(),
+    )
+    db.session.commit()
+    after_change(invoice)
+
+
+def write_off(invoice: Invoice, reason: str, now: datetime) -> None:
+    invoice.status = InvoiceStatus.UNCOLLECTIBLE
+    invoice.uncollectible_at = now
+    invoice.uncollectible_reason = reason
 
 
 def credit_invoice(
@@ -516,43 +615,52 @@ def credit_invoice(
     now: datetime | None = None,
 ) -> CreditNote:
     """Issue a numbered credit note for some of an invoice's lines."""
-    note = _credit(invoice, line_ids, reason, now=now or utcnow())
+    now = now or utcnow()
+    if not reason.strip():
+        raise InvalidInput("Say why the invoice is credited.", field="reason")
+    lock(invoice)
+    before = _money(invoice)
+    note = _credit(invoice, line_ids, reason, now=now)
+    audit(
+        "invoice.credit",
+        invoice,
+        actor=by,
+        before=before,
+        after={**_money(invoice), "credit_note_id": note.id, "credit_pence": note.total_pence},
+        employer_id=invoice.employer_id,
+        reason=note.reason,
+        at=now,
+    )
     db.session.commit()
-    log.info("credit note %s issued by user %s", note.id, by.id if by else None)
-    _after_change(invoice)
+    after_change(invoice)
     return note
 
 
 def _credit(invoice: Invoice, line_ids: Sequence[int], reason: str, *, now: datetime) -> CreditNote:
     if invoice.status is InvoiceStatus.VOID:
         raise InvoiceClosed(f"Invoice {invoice.number} is void.")
-    if not reason.strip():
-        raise InvalidInput("Say why the invoice is credited.", field="reason")
     wanted = set(line_ids)
     lines = [line for line in invoice.lines if line.id in wanted]
     if not lines or len(lines) != len(wanted):
         raise InvalidInput("Choose at least one line of this invoice to credit.", field="lines")
     credited = set(
         db.session.scalars(
-            select(CreditNoteLine.invoice_line_id).where(CreditNoteLine.invoice_line_id.in_(wanted))
+            select(CreditNoteLine.invoice_line_id).where(
+                CreditNoteLine.invoice_line_id.in_(wanted), CreditNoteLine.voided.is_(False)
+            )
         )
     )
     if credited:
         raise InvoiceError("A line you chose has already been credited.", field="lines")
     subtotal = sum(line.amount_pence for line in lines)
-    already = invoice.credited_pence
     # Rounding VAT per note could otherwise credit a penny more than was invoiced.
     vat = min(
-        vat_for(subtotal, invoice.vat_rate_basis_points), invoice.total_pence - already - subtotal
+        vat_for(subtotal, invoice.vat_rate_basis_points),
+        invoice.total_pence - invoice.credited_pence - subtotal,
     )
     vat = max(vat, 0)
-    # Stripe collects an unpaid invoice, so it must learn of the credit; a paid one is refunded
-    # outside Stripe.
-    collected_by_stripe = (
-        invoice.gateway_state is not GatewayState.LOCAL and invoice.status is InvoiceStatus.ISSUED
-    )
     note = CreditNote(
-        number=_take_number(_credit_key(invoice.programme.invoice_prefix, london_today(now))),
+        number=take_number(credit_key(invoice.programme.invoice_prefix, london_today(now))),
         invoice=invoice,
         employer_id=invoice.employer_id,
         issued_at=now,
@@ -560,7 +668,9 @@ def _credit(invoice: Invoice, line_ids: Sequence[int], reason: str, *, now: date
         subtotal_pence=subtotal,
         vat_pence=vat,
         total_pence=subtotal + vat,
-        stripe_pending=collected_by_stripe,
+        # Stripe must learn of it, whatever is paid: it lowers what Stripe asks for, and a
+        # credit beyond that is recorded there as given back outside Stripe.
+        stripe_pending=invoice.gateway_state is not GatewayState.LOCAL,
     )
     db.session.add(note)
     for line in lines:
@@ -572,10 +682,11 @@ def _credit(invoice: Invoice, line_ids: Sequence[int], reason: str, *, now: date
                 amount_pence=line.amount_pence,
             )
         )
-    _settle_if_cleared(invoice, now)
+    if settle(invoice, now):
+        queue_paid(invoice)
     queue_message(
         "credit_note_issued",
-        _billing_emails(invoice.employer),
+        billing_emails(invoice.employer),
         f"Credit note {note.number} against invoice {invoice.number}",
         note=note,
         invoice=invoice,
@@ -604,11 +715,9 @@ def withdrawn_before_first_session(nqsw: NQSW) -> bool:
     return attended_one is None
 
 
-def credit_withdrawals(programme_id: int, *, now: datetime | None = None) -> list[int]:
-    """Credit invoiced NQSWs who withdrew before their first session, if the policy says so."""
+def _withdrawals_to_credit(programme_id: int) -> list[tuple[Invoice, list[int]]]:
     if not current_app.config.get("INVOICE_CREDIT_WITHDRAWN_BEFORE_FIRST_SESSION", True):
         return []
-    now = now or utcnow()
     candidates = db.session.execute(
         select(InvoiceLine.invoice_id, InvoiceLine.id)
         .join(BilledEnrolment, BilledEnrolment.invoice_line_id == InvoiceLine.id)
@@ -618,7 +727,9 @@ def credit_withdrawals(programme_id: int, *, now: datetime | None = None) -> lis
             BilledEnrolment.programme_id == programme_id,
             NQSW.withdrawn_at.is_not(None),
             Invoice.status != InvoiceStatus.VOID,
-            ~exists().where(CreditNoteLine.invoice_line_id == InvoiceLine.id),
+            ~exists().where(
+                CreditNoteLine.invoice_line_id == InvoiceLine.id, CreditNoteLine.voided.is_(False)
+            ),
         )
         .order_by(InvoiceLine.invoice_id, InvoiceLine.id)
     ).all()
@@ -627,9 +738,15 @@ def credit_withdrawals(programme_id: int, *, now: datetime | None = None) -> lis
         line = db.session.get_one(InvoiceLine, line_id)
         if withdrawn_before_first_session(line.nqsw):
             by_invoice.setdefault(invoice_id, []).append(line_id)
+    return [(db.session.get_one(Invoice, i), ids) for i, ids in by_invoice.items()]
+
+
+def credit_withdrawals(programme_id: int, *, now: datetime | None = None) -> list[int]:
+    """Credit invoiced NQSWs who withdrew before their first session, if the policy says so."""
+    now = now or utcnow()
     issued: list[int] = []
-    for invoice_id, line_ids in by_invoice.items():
-        invoice = db.session.get_one(Invoice, invoice_id)
+    for invoice, line_ids in _withdrawals_to_credit(programme_id):
+        invoice_id = invoice.id
         try:
             note = credit_invoice(
                 invoice, line_ids, "NQSW withdrawn before their first session", now=now
@@ -642,6 +759,18 @@ def credit_withdrawals(programme_id: int, *, now: datetime | None = None) -> lis
     return issued
 
 
+# Money in and out --------------------------------------------------------------------
+
+
+def _check_reference(existing: Sequence[Payment] | Sequence[Refund], reference: str) -> None:
+    wanted = reference.strip().casefold()
+    if any(item.reference.strip().casefold() == wanted for item in existing):
+        raise InvalidInput(
+            f"A transfer with reference {reference.strip()} is already recorded on this invoice.",
+            field="reference",
+        )
+
+
 def record_payment(
     invoice: Invoice,
     *,
@@ -650,22 +779,28 @@ def record_payment(
     paid_on: date,
     by: User | None = None,
     now: datetime | None = None,
+    overpayment: bool = False,
 ) -> Payment:
-    """Record a bank transfer received against an invoice."""
+    """Record a bank transfer received; more than is owed only as a declared overpayment."""
     now = now or utcnow()
-    if invoice.status is not InvoiceStatus.ISSUED:
-        raise InvoiceClosed(f"Invoice {invoice.number} is {invoice.state_label.lower()}.")
     if amount_pence <= 0:
         raise InvalidInput("Enter an amount more than £0.", field="amount")
-    if amount_pence > invoice.balance_pence:
-        raise InvalidInput(
-            f"That is more than the {format_pence(invoice.balance_pence)} still owed.",
-            field="amount",
-        )
     if not reference.strip():
         raise InvalidInput("Enter the bank transfer's reference.", field="reference")
     if paid_on > london_today(now):
         raise InvalidInput("The payment date cannot be in the future.", field="paid_on")
+    lock(invoice)
+    if invoice.status is InvoiceStatus.VOID:
+        raise InvoiceClosed(f"Invoice {invoice.number} is void.")
+    if not overpayment and amount_pence > invoice.owed_pence:
+        owed = format_pence(invoice.owed_pence)
+        raise InvalidInput(
+            f"That is more than the {owed} still owed. If the employer really paid more, "
+            "record it as an overpayment.",
+            field="amount",
+        )
+    _check_reference(invoice.payments, reference)
+    before = _money(invoice)
     payment = Payment(
         invoice=invoice,
         amount_pence=amount_pence,
@@ -674,102 +809,210 @@ def record_payment(
         paid_on=paid_on,
         recorded_at=now,
         recorded_by=by,
+        stripe_pending=invoice.gateway_state is not GatewayState.LOCAL,
     )
     db.session.add(payment)
-    if _settle_if_cleared(invoice, now):
-        _queue_paid(invoice)
+    if settle(invoice, now):
+        queue_paid(invoice)
+    audit(
+        "invoice.payment",
+        invoice,
+        actor=by,
+        before=before,
+        after={**_money(invoice), "payment_id": payment.id, "amount_pence": amount_pence},
+        employer_id=invoice.employer_id,
+        at=now,
+    )
     db.session.commit()
-    if invoice.status is InvoiceStatus.PAID:
-        _after_change(invoice)
+    after_change(invoice)
     return payment
 
 
-def _queue_paid(invoice: Invoice) -> None:
-    queue_message(
-        "invoice_paid",
-        _billing_emails(invoice.employer),
-        f"Invoice {invoice.number} is paid: thank you",
-        invoice=invoice,
-        total=format_pence(invoice.total_pence),
-    )
+def stripe_refundable(invoice: Invoice) -> list[tuple[str, int]]:
+    """Return (payment intent, pence still refundable) for money Stripe took on the invoice."""
+    left: dict[str, int] = {}
+    for payment in invoice.payments:
+        if payment.method is PaymentMethod.STRIPE and payment.stripe_payment_intent_id:
+            intent = payment.stripe_payment_intent_id
+            left[intent] = left.get(intent, 0) + payment.amount_pence
+    for refund in invoice.live_refunds:
+        if refund.stripe_payment_intent_id in left:
+            left[refund.stripe_payment_intent_id] -= refund.amount_pence
+    return [(intent, pence) for intent, pence in left.items() if pence > 0]
 
 
-# Webhooks ------------------------------------------------------------------------------
-
-
-def apply_stripe_event(event: gateway.StripeEvent, *, now: datetime | None = None) -> str:
-    """Apply a verified Stripe event once, whatever order or how often it arrives."""
+def record_refund(
+    invoice: Invoice,
+    *,
+    amount_pence: int,
+    through_stripe: bool,
+    reference: str = "",
+    refunded_on: date | None = None,
+    by: User | None = None,
+    now: datetime | None = None,
+) -> Refund:
+    """Give back an overpayment: through Stripe to the payer's card, or by bank transfer."""
     now = now or utcnow()
-    stripe_invoice_id = str(event.invoice.get("id", ""))
-    record = WebhookEvent(
-        event_id=event.id, type=event.type, stripe_invoice_id=stripe_invoice_id, received_at=now
-    )
-    try:
-        db.session.add(record)
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        return "duplicate"
-    invoice = _invoice_for_event(event.invoice)
-    if invoice is None:
-        record.outcome = "no matching invoice"
+    refunded_on = refunded_on or london_today(now)
+    if amount_pence <= 0:
+        raise InvalidInput("Enter an amount more than £0.", field="amount")
+    if not through_stripe and not reference.strip():
+        raise InvalidInput("Enter the refund transfer's reference.", field="reference")
+    if refunded_on > london_today(now):
+        raise InvalidInput("The refund date cannot be in the future.", field="refunded_on")
+    lock(invoice)
+    due = invoice.overpaid_pence
+    if due == 0:
+        raise InvoiceClosed(f"Nothing is due back on invoice {invoice.number}.")
+    if amount_pence > due:
+        raise InvalidInput(f"That is more than the {format_pence(due)} due back.", field="amount")
+    intent = None
+    if through_stripe:
+        refundable = stripe_refundable(invoice)
+        fits = [i for i, pence in refundable if pence >= amount_pence]
+        if not fits:
+            most = max((pence for _, pence in refundable), default=0)
+            raise InvalidInput(
+                f"Stripe can refund at most {format_pence(most)} of one payment on this "
+                "invoice; refund the rest by bank transfer.",
+                field="amount",
+            )
+        intent = fits[0]
+        reference = f"Stripe refund of {intent}"
     else:
-        record.outcome = _apply(invoice, event, now)
+        _check_reference(invoice.live_refunds, reference)
+    before = _money(invoice)
+    refund = Refund(
+        invoice=invoice,
+        amount_pence=amount_pence,
+        method=PaymentMethod.STRIPE if through_stripe else PaymentMethod.BANK_TRANSFER,
+        reference=reference.strip(),
+        refunded_on=refunded_on,
+        recorded_at=now,
+        recorded_by=by,
+        stripe_payment_intent_id=intent,
+        stripe_pending=through_stripe,
+    )
+    db.session.add(refund)
+    settle(invoice, now)
+    audit(
+        "invoice.refund",
+        invoice,
+        actor=by,
+        before=before,
+        after={**_money(invoice), "refund_id": refund.id, "amount_pence": amount_pence},
+        employer_id=invoice.employer_id,
+        at=now,
+    )
     db.session.commit()
-    return record.outcome
+    if through_stripe:
+        after_change(invoice)
+    return refund
 
 
-def _invoice_for_event(obj: dict[str, object]) -> Invoice | None:
-    if not obj.get("id"):
-        return None
-    return db.session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == str(obj["id"])))
+def carry_forward(invoice: Invoice, *, by: User | None = None, now: datetime | None = None) -> int:
+    """Keep an overpayment as credit for the employer's next invoice; return pence applied now."""
+    now = now or utcnow()
+    lock(invoice)
+    if invoice.status is not InvoiceStatus.OVERPAID:
+        raise InvoiceClosed(f"Nothing is due back on invoice {invoice.number}.")
+    if invoice.carry_forward:
+        raise InvoiceClosed(f"Invoice {invoice.number}'s overpayment is already carried forward.")
+    invoice.carry_forward = True
+    audit(
+        "invoice.carry_forward",
+        invoice,
+        actor=by,
+        before={"carry_forward": False},
+        after={"carry_forward": True, "overpaid_pence": invoice.overpaid_pence},
+        employer_id=invoice.employer_id,
+        at=now,
+    )
+    db.session.commit()
+    return apply_account_credit(invoice.employer_id, by=by, now=now)
 
 
-def _apply(invoice: Invoice, event: gateway.StripeEvent, now: datetime) -> str:
-    # Paid and void are final: an older event arriving late cannot undo them.
-    obj = event.invoice
-    if event.type == "invoice.finalized":
-        if obj.get("hosted_invoice_url") and not invoice.hosted_invoice_url:
-            invoice.hosted_invoice_url = str(obj["hosted_invoice_url"])
-        invoice.stripe_finalized = True
-        return "finalised"
-    if event.type == "invoice.payment_failed":
-        if invoice.status is not InvoiceStatus.ISSUED:
-            return f"ignored: invoice already {invoice.status.value}"
-        invoice.payment_failed_at = now
-        return "payment failure noted"
-    if event.type == "invoice.voided":
-        if invoice.status is not InvoiceStatus.ISSUED:
-            return f"ignored: invoice already {invoice.status.value}"
-        _void(invoice, "Voided in Stripe")
-        return "voided"
-    if event.type == "invoice.paid":
-        if invoice.status is not InvoiceStatus.ISSUED:
-            return f"ignored: invoice already {invoice.status.value}"
-        amount = int(obj.get("amount_paid") or 0)
-        if amount > 0 and not obj.get("paid_out_of_band"):
-            if amount > invoice.balance_pence:
-                log.error("stripe paid %s more than owed on invoice %s", amount, invoice.id)
+def apply_account_credit(
+    employer_id: int, *, by: User | None = None, now: datetime | None = None
+) -> int:
+    """Move carried-forward overpayments onto the employer's open invoices, oldest first.
+
+    Source invoices are locked before target invoices, always in that order, so two
+    of these at once cannot deadlock.
+    """
+    now = now or utcnow()
+    moved = 0
+    sources = db.session.scalars(
+        select(Invoice)
+        .where(
+            Invoice.employer_id == employer_id,
+            Invoice.status == InvoiceStatus.OVERPAID,
+            Invoice.carry_forward.is_(True),
+        )
+        .order_by(Invoice.id)
+    ).all()
+    touched: list[Invoice] = []
+    for source in sources:
+        lock(source)
+        if source.status is not InvoiceStatus.OVERPAID or not source.carry_forward:
+            continue
+        targets = db.session.scalars(
+            select(Invoice)
+            .where(Invoice.employer_id == employer_id, Invoice.status.in_(OPEN))
+            .order_by(Invoice.issued_at, Invoice.id)
+        ).all()
+        for target in targets:
+            lock(target)
+            amount = min(source.overpaid_pence, target.owed_pence)
+            if amount <= 0:
+                continue
             db.session.add(
-                Payment(
-                    invoice=invoice,
+                Refund(
+                    invoice=source,
                     amount_pence=amount,
-                    method=PaymentMethod.STRIPE,
-                    reference=str(obj["id"]),
-                    paid_on=london_today(now),
+                    method=PaymentMethod.CARRIED_FORWARD,
+                    reference=f"Carried to invoice {target.number}",
+                    refunded_on=london_today(now),
                     recorded_at=now,
+                    recorded_by=by,
+                    carried_to=target,
                 )
             )
-        db.session.flush()
-        db.session.refresh(invoice)
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = now
-        _queue_paid(invoice)
-        return "paid"
-    return "ignored: event type not handled"
+            db.session.add(
+                Payment(
+                    invoice=target,
+                    amount_pence=amount,
+                    method=PaymentMethod.CARRIED_FORWARD,
+                    reference=f"Credit from invoice {source.number}",
+                    paid_on=london_today(now),
+                    recorded_at=now,
+                    recorded_by=by,
+                    carried_from=source,
+                    stripe_pending=target.gateway_state is not GatewayState.LOCAL,
+                )
+            )
+            settle(source, now)
+            if settle(target, now):
+                queue_paid(target)
+            audit(
+                "invoice.carry",
+                target,
+                actor=by,
+                after={"from_invoice_id": source.id, "amount_pence": amount, **_money(target)},
+                employer_id=employer_id,
+                at=now,
+            )
+            moved += amount
+            touched.append(target)
+            if source.status is not InvoiceStatus.OVERPAID:
+                break
+    db.session.commit()
+    for target in touched:
+        after_change(target)
+    return moved
 
 
-# Reminders, reports and export ---------------------------------------------------------
+# Reminders ---------------------------------------------------------------------------
 
 
 def send_reminders(*, now: datetime | None = None) -> int:
@@ -784,13 +1027,14 @@ def send_reminders(*, now: datetime | None = None) -> int:
     ).all()
     sent = 0
     for invoice in due:
-        if invoice.balance_pence == 0:
+        if invoice.owed_pence == 0:
             continue
         # The guarded update is the claim: a second run at the same moment finds it taken.
         claimed = db.session.execute(
             update(Invoice)
             .where(
                 Invoice.id == invoice.id,
+                Invoice.status == InvoiceStatus.ISSUED,
                 or_(Invoice.reminder_sent_at.is_(None), Invoice.reminder_sent_at <= now - interval),
             )
             .values(reminder_sent_at=now)
@@ -800,164 +1044,12 @@ def send_reminders(*, now: datetime | None = None) -> int:
             continue
         queue_message(
             "invoice_overdue",
-            _billing_emails(invoice.employer),
+            billing_emails(invoice.employer),
             f"Reminder: invoice {invoice.number} is overdue",
             invoice=invoice,
-            balance=format_pence(invoice.balance_pence),
+            balance=format_pence(invoice.owed_pence),
             days_overdue=(today - invoice.due_on).days,
         )
         sent += 1
     db.session.commit()
     return sent
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    employer_id: int
-    employer_name: str
-    invoiced_pence: int
-    credited_pence: int
-    paid_pence: int
-
-    @property
-    def balance_pence(self) -> int:
-        return self.invoiced_pence - self.credited_pence - self.paid_pence
-
-
-def ledger() -> list[LedgerRow]:
-    """Return per employer: invoiced (not void), credited, paid and the balance."""
-    live = Invoice.status != InvoiceStatus.VOID
-    invoiced = (
-        select(Invoice.employer_id, func.sum(Invoice.total_pence).label("amount"))
-        .where(live)
-        .group_by(Invoice.employer_id)
-        .subquery()
-    )
-    credited = (
-        select(CreditNote.employer_id, func.sum(CreditNote.total_pence).label("amount"))
-        .group_by(CreditNote.employer_id)
-        .subquery()
-    )
-    paid = (
-        select(Invoice.employer_id, func.sum(Payment.amount_pence).label("amount"))
-        .join(Invoice, Invoice.id == Payment.invoice_id)
-        .group_by(Invoice.employer_id)
-        .subquery()
-    )
-    rows = db.session.execute(
-        select(
-            Employer.id,
-            Employer.name,
-            func.coalesce(invoiced.c.amount, 0),
-            func.coalesce(credited.c.amount, 0),
-            func.coalesce(paid.c.amount, 0),
-        )
-        .join(invoiced, invoiced.c.employer_id == Employer.id)
-        .outerjoin(credited, credited.c.employer_id == Employer.id)
-        .outerjoin(paid, paid.c.employer_id == Employer.id)
-        .order_by(Employer.name)
-    ).all()
-    return [LedgerRow(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in rows]
-
-
-@dataclass(frozen=True)
-class Overview:
-    invoices: list[Invoice]
-    outstanding_pence: int
-    overdue_pence: int
-    overdue_count: int
-
-
-def invoices_for(employer_id: int | None = None, *, today: date | None = None) -> Overview:
-    """Return invoices (one employer's, or all) with outstanding and overdue totals."""
-    today = today or london_today()
-    query = (
-        select(Invoice)
-        .options(
-            selectinload(Invoice.payments),
-            selectinload(Invoice.credit_notes),
-            selectinload(Invoice.employer),
-        )
-        .order_by(Invoice.issued_at.desc(), Invoice.id.desc())
-    )
-    if employer_id is not None:
-        query = query.where(Invoice.employer_id == employer_id)
-    invoices = list(db.session.scalars(query))
-    overdue = [i for i in invoices if i.is_overdue(today)]
-    return Overview(
-        invoices=invoices,
-        outstanding_pence=sum(i.balance_pence for i in invoices),
-        overdue_pence=sum(i.balance_pence for i in overdue),
-        overdue_count=len(overdue),
-    )
-
-
-CSV_COLUMNS = [
-    "document",
-    "number",
-    "invoice_number",
-    "issued_on",
-    "due_on",
-    "employer",
-    "billing_name",
-    "po_number",
-    "net_pence",
-    "vat_pence",
-    "total_pence",
-    "total_gbp",
-    "paid_pence",
-    "balance_pence",
-    "status",
-]
-
-
-def export_csv() -> str:
-    """Return every invoice and credit note as CSV rows for the finance system."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for invoice in db.session.scalars(
-        select(Invoice)
-        .options(selectinload(Invoice.credit_notes), selectinload(Invoice.payments))
-        .order_by(Invoice.id)
-    ):
-        writer.writerow(
-            [
-                "invoice",
-                invoice.number,
-                invoice.number,
-                london_today(invoice.issued_at).isoformat(),
-                invoice.due_on.isoformat(),
-                invoice.employer.name,
-                invoice.billing_name,
-                invoice.po_number,
-                invoice.subtotal_pence,
-                invoice.vat_pence,
-                invoice.total_pence,
-                pence_as_decimal(invoice.total_pence),
-                invoice.paid_pence,
-                invoice.balance_pence,
-                invoice.status.value,
-            ]
-        )
-        for note in invoice.credit_notes:
-            writer.writerow(
-                [
-                    "credit_note",
-                    note.number,
-                    invoice.number,
-                    london_today(note.issued_at).isoformat(),
-                    "",
-                    invoice.employer.name,
-                    invoice.billing_name,
-                    invoice.po_number,
-                    -note.subtotal_pence,
-                    -note.vat_pence,
-                    -note.total_pence,
-                    pence_as_decimal(-note.total_pence),
-                    "",
-                    "",
-                    "issued",
-                ]
-            )
-    return out.getvalue()

@@ -137,6 +137,7 @@ def test_coordinator_invoice_pages_are_accessible(
 ) -> None:
     option2_employer(2)
     services.run_billing(programme)
+    option2_employer(1, name="Late Council")  # enrolled since: the next run's preview lists it
     token = accounts.issue_sign_in_link(coordinator)
     db.session.commit()
     db.session.remove()
@@ -152,6 +153,13 @@ def test_coordinator_invoice_pages_are_accessible(
             page.wait_for_url(re.compile(r"/coordinator/"))
             page.goto(f"{live_server}/coordinator/invoices")
             assert_accessible(page)
+            page.get_by_role("button", name="Preview billing run").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text(
+                "Billing run: check before issuing"
+            )
+            expect(page.locator("table")).to_contain_text("Late Council")
+            assert_accessible(page)
+            page.goto(f"{live_server}/coordinator/invoices")
             page.get_by_role("link", name="ASYE-2026-0001", exact=True).click()
             expect(page.get_by_role("heading", level=1)).to_have_text("Invoice ASYE-2026-0001")
             assert_accessible(page)
@@ -167,5 +175,18 @@ def test_coordinator_invoice_pages_are_accessible(
             page.get_by_role("button", name="Record payment").click()
             expect(page.locator("#invoice-status")).to_have_text("Paid")
             assert_accessible(page)
+            # Paid again by mistake: recorded as an overpayment, then refunded.
+            page.get_by_label("Amount received, in pounds").fill("50.00")
+            page.get_by_label("Bank transfer reference").fill("BACS-2")
+            page.get_by_label("Date received").fill("2026-11-21")
+            page.get_by_label("record the excess as an overpayment").check()
+            page.get_by_role("button", name="Record payment").click()
+            expect(page.locator("#invoice-status")).to_have_text("Refund due")
+            expect(page.locator("#balance")).to_have_text("£50.00")
+            assert_accessible(page)
+            page.get_by_label("Bank transfer reference (for a bank transfer)").fill("REFUND-1")
+            page.get_by_role("button", name="Record refund").click()
+            expect(page.locator("#invoice-status")).to_have_text("Paid")
+            expect(page.locator("#balance")).to_have_text("£0.00")
         finally:
             browser.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
@@ -23,6 +24,19 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 def _invoice_of(employer: Employer) -> Invoice:
     return db.session.scalars(select(Invoice).where(Invoice.employer_id == employer.id)).one()
+
+
+def confirm_billing_run(client: FlaskClient, programme: Programme):
+    """Open the billing run's preview and confirm it, as the coordinator does."""
+    preview = client.get(f"/coordinator/invoices/run?programme_id={programme.id}")
+    assert preview.status_code == 200
+    fingerprint = re.search(r'name="fingerprint" value="([0-9a-f]+)"', preview.text)
+    assert fingerprint is not None, preview.text
+    return client.post(
+        "/coordinator/invoices/run",
+        data={"programme_id": programme.id, "fingerprint": fingerprint.group(1)},
+        follow_redirects=True,
+    )
 
 
 def _pdf_text(body: bytes) -> str:
@@ -65,7 +79,7 @@ def test_employer_contact_sees_only_their_own_invoices_and_pdfs(
         "Purchase order: PO-4471",
         f"NQSW 1 of {mine.name}",
         "£350.00",
-        "Total due",
+        "Balance due",
         "£700.00",
         "Due date: 23 December 2026",
         "How to pay",
@@ -94,9 +108,7 @@ def test_coordinator_runs_billing_records_payment_credits_and_voids(
     page = client.get("/coordinator/invoices")
     assert page.status_code == 200 and "No invoices have been issued" in page.text
 
-    ran = client.post(
-        "/coordinator/invoices/run", data={"programme_id": programme.id}, follow_redirects=True
-    )
+    ran = confirm_billing_run(client, programme)
     assert "2 invoice(s) issued" in ran.text
     invoice, council_invoice = _invoice_of(trust), _invoice_of(council)
     page = client.get("/coordinator/invoices")
