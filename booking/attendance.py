@@ -344,6 +344,39 @@ def nqsw_attendance(nqsw: NQSW, *, now: datetime | None = None) -> NQSWAttendanc
     return _summarise(nqsw, records, settings_for(nqsw.programme), now)
 
 
+def started_outcomes(
+    bookings: Sequence[Booking], *, now: datetime | None = None
+) -> dict[int, Outcome]:
+    """Return, by booking id, what happened at each booked session that has started.
+
+    Attended, missed or excused once the register has a mark; unrecorded until then.
+    Bookings on sessions still ahead are left out.
+    """
+    now = now or utcnow()
+    started = [b for b in bookings if b.session.starts_at <= now]
+    if not started:
+        return {}
+    records = {
+        (r.session_id, r.nqsw_id): r
+        for r in db.session.scalars(
+            select(AttendanceRecord).where(
+                AttendanceRecord.session_id.in_({b.session_id for b in started}),
+                AttendanceRecord.nqsw_id.in_({b.nqsw_id for b in started}),
+            )
+        )
+    }
+    found: dict[int, Outcome] = {}
+    for booking in started:
+        record = records.get((booking.session_id, booking.nqsw_id))
+        programme = booking.session.course.programme
+        found[booking.id] = (
+            mark_outcome(record, settings_for(programme), programme.attendance_min_share_percent)
+            if record is not None
+            else Outcome.UNRECORDED
+        )
+    return found
+
+
 SORT_KEYS: dict[str, Callable[[NQSWAttendance], tuple[object, ...]]] = {
     "name": lambda a: (a.nqsw.name.lower(),),
     "employer": lambda a: (a.nqsw.employer.name.lower(), a.nqsw.name.lower()),

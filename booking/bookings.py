@@ -586,3 +586,25 @@ def training_plan(nqsw: NQSW, *, now: datetime | None = None) -> TrainingPlan:
         cap_days=rules.cap_days(float(nqsw.fte)),
         window_weeks=rules.window_weeks,
     )
+
+
+def cancelled_by_programme(nqsw: NQSW) -> dict[int, Booking]:
+    """Return, by course id, the NQSW's latest place the programme cancelled with its session.
+
+    Only courses the NQSW holds no live place on: once they rebook, the notice has done its job.
+    """
+    live = {b.course_id for b in live_bookings(nqsw)}
+    found: dict[int, Booking] = {}
+    for booking in db.session.scalars(
+        select(Booking)
+        .join(Session)
+        .where(
+            Booking.nqsw_id == nqsw.id,
+            Booking.status == BookingStatus.CANCELLED,
+            Session.status == SessionStatus.CANCELLED,
+        )
+        .order_by(Booking.cancelled_at, Booking.id)
+    ):
+        if booking.course_id not in live:
+            found[booking.course_id] = booking
+    return found

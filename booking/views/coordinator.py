@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
-from .. import accounts, bookings, catalogue, enrolment, notifications, oversight
+from .. import accounts, attendance, bookings, catalogue, enrolment, notifications, oversight
 from ..extensions import db
 from ..forms import (
     BookForSomeoneForm,
@@ -466,9 +466,29 @@ def nqsws(programme_id: int) -> ResponseReturnValue:
 @bp.get("/nqsws/<int:nqsw_id>")
 def nqsw(nqsw_id: int) -> ResponseReturnValue:
     found = db.get_or_404(NQSW, nqsw_id)
+    now = bookings.utcnow()
+    plan = bookings.training_plan(found, now=now)
     return render_template(
-        "coordinator/nqsw.html", nqsw=found, plan=bookings.training_plan(found), form=ConfirmForm()
+        "coordinator/nqsw.html",
+        nqsw=found,
+        plan=plan,
+        form=ConfirmForm(),
+        past=attendance.started_outcomes([c.booking for c in plan.courses if c.booking], now=now),
+        cancelled=bookings.cancelled_by_programme(found),
     )
+
+
+def _refuse_if_started(booking: Booking) -> ResponseReturnValue | None:
+    """Send a past booking back to the NQSW's page: it can no longer be cancelled or moved."""
+    if booking.session.starts_at > bookings.utcnow():
+        return None
+    flash(
+        f"{booking.session.course.title} on {booking.session.local_start:%A %-d %B %Y} has "
+        f"already started, so {booking.nqsw.name}'s place can no longer be cancelled or moved. "
+        "Record what happened on the register.",
+        "info",
+    )
+    return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
 
 
 @bp.route("/nqsws/<int:nqsw_id>/edit", methods=["GET", "POST"])
@@ -507,6 +527,8 @@ def book_nqsw(nqsw_id: int, session_id: int) -> ResponseReturnValue:
 @bp.route("/bookings/<int:booking_id>/move", methods=["GET", "POST"])
 def move_booking(booking_id: int) -> ResponseReturnValue:
     booking = db.get_or_404(Booking, booking_id)
+    if (refused := _refuse_if_started(booking)) is not None:
+        return refused
     plan = bookings.training_plan(booking.nqsw)
     options = next(c.options for c in plan.courses if c.course.id == booking.course_id)
     form = MoveForm()
@@ -533,6 +555,8 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])
 def cancel_booking(booking_id: int) -> ResponseReturnValue:
     booking = db.get_or_404(Booking, booking_id)
+    if (refused := _refuse_if_started(booking)) is not None:
+        return refused
     form = ConfirmForm()
     if form.validate_on_submit():
         bookings.cancel_booking(booking, by=current_user)
