@@ -233,7 +233,7 @@ class SessionForm(FlaskForm):
         default=30,
         validators=[
             InputRequired("Enter the number of places"),
-            NumberRange(min=0, max=1000, message="Between 0 and 1000"),
+            NumberRange(min=1, max=1000, message="Enter a number of places from 1 to 1000"),
         ],
     )
     mode = StringField(
@@ -253,6 +253,11 @@ class SessionForm(FlaskForm):
 
 class BookForSomeoneForm(FlaskForm):
     nqsw_id = SelectField("NQSW", coerce=int, validators=[InputRequired("Choose an NQSW")])
+    override_reason = TextAreaField(
+        "Reason for booking as an exception (optional)",
+        filters=[_strip],
+        validators=[Optional(), Length(max=500, message="Keep the reason under 500 characters")],
+    )
 
 
 class AllocationForm(FlaskForm):

@@ -274,6 +274,10 @@ class Session(Model):
         return self.status is SessionStatus.CANCELLED
 
     @property
+    def has_started(self) -> bool:
+        return self.starts_at <= utcnow()
+
+    @property
     def local_start(self) -> datetime:
         return self.starts_at.astimezone(LONDON)
 

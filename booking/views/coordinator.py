@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
 from .. import accounts, attendance, bookings, catalogue, enrolment, notifications, oversight
+from ..errors import BookingError
 from ..extensions import db
 from ..forms import (
     BookForSomeoneForm,
@@ -42,7 +43,7 @@ from ..models import (
     Session,
     london_to_utc,
 )
-from . import form_status, refusals_shown_on, require_role
+from . import attach_error, form_status, refusals_shown_on, require_role
 
 bp = Blueprint("coordinator", __name__, url_prefix="/coordinator")
 
@@ -390,9 +391,26 @@ def book_for_someone(session_id: int) -> ResponseReturnValue:
         if nqsw is None:
             form.nqsw_id.errors = ["Choose an NQSW"]
         else:
-            with refusals_shown_on(form):
-                bookings.book_place(nqsw, found, by=current_user, source=BookingSource.COORDINATOR)
-                flash(f"{nqsw.name} is booked on this session.", "success")
+            try:
+                booking = bookings.book_place(
+                    nqsw,
+                    found,
+                    by=current_user,
+                    source=BookingSource.COORDINATOR,
+                    override_reason=form.override_reason.data or "",
+                )
+            except BookingError as error:
+                db.session.rollback()
+                if error.overridable:
+                    error = BookingError(
+                        f"{error.message} To book {nqsw.name} anyway, say why in the reason "
+                        "for an exception.",
+                        field="override_reason",
+                    )
+                attach_error(form, error)
+            else:
+                exception = " as an exception" if booking.override_reason else ""
+                flash(f"{nqsw.name} is booked on this session{exception}.", "success")
                 return redirect(url_for("coordinator.session", session_id=found.id))
     return _session_page(found, form)
 
@@ -531,6 +549,7 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
         return refused
     plan = bookings.training_plan(booking.nqsw)
     options = next(c.options for c in plan.courses if c.course.id == booking.course_id)
+    others = [s for s in options if s.id != booking.session_id]
     form = MoveForm()
     form.session_id.choices = [
         SelectChoice(
@@ -538,8 +557,8 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
             f"{s.local_start:%A %-d %B %Y, %H:%M}–{s.local_end:%H:%M}"
             f" ({s.places_left} places left)",
         )
-        for s in options
-        if s.id != booking.session_id
+        for s in others
+        if s.places_left > 0
     ]
     if form.validate_on_submit():
         target = db.get_or_404(Session, form.session_id.data)
@@ -549,7 +568,12 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
             )
             flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
             return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
-    return render_template("coordinator/move.html", booking=booking, form=form), form_status(form)
+    return render_template(
+        "coordinator/move.html",
+        booking=booking,
+        form=form,
+        full=[s for s in others if s.places_left == 0],
+    ), form_status(form)
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])

@@ -101,7 +101,8 @@ def move(booking_id: int) -> ResponseReturnValue:
     if (refused := _refuse_if_started(booking)) is not None:
         return refused
     plan = service.training_plan(_me())
-    options = next(c.options for c in plan.courses if c.course.id == booking.course_id)
+    item = next(c for c in plan.courses if c.course.id == booking.course_id)
+    others = [s for s in item.options if s.id != booking.session_id]
     form = MoveForm()
     form.session_id.choices = [
         SelectChoice(
@@ -109,15 +110,21 @@ def move(booking_id: int) -> ResponseReturnValue:
             f"{s.local_start:%A %-d %B %Y, %H:%M}–{s.local_end:%H:%M}"
             f" ({s.places_left} places left)",
         )
-        for s in options
-        if s.id != booking.session_id and s.places_left > 0
+        for s in others
+        if s.places_left > 0
     ]
     if form.validate_on_submit():
         target = db.get_or_404(Session, form.session_id.data)
         service.move_booking(booking, target, by=current_user)
         flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
         return redirect(url_for("my.training"))
-    return render_template("my/move.html", booking=booking, form=form), form_status(form)
+    return render_template(
+        "my/move.html",
+        booking=booking,
+        form=form,
+        full=[s for s in others if s.places_left == 0],
+        waiting={e.session_id for e in item.waiting},
+    ), form_status(form)
 
 
 @bp.post("/sessions/<int:session_id>/wait")
