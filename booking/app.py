@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as config_module
+from . import jobs
 from .errors import BookingError
 from .extensions import csrf, db, login_manager, mail, migrate
 
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .views import register_blueprints
 
     register_blueprints(app)
+    jobs.init_app(app)
     _register_errors(app)
     _register_assets(app)
 
@@ -66,7 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["MAIL_WORKER"] and not app.testing:
         from .worker import start_worker
 
-        app.extensions["mail_worker"], _ = start_worker(app)
+        app.extensions["worker"], _ = start_worker(app)
     return app
 
 

@@ -24,6 +24,7 @@ from ..models import (
     AttendanceStatus,
     Course,
     Employer,
+    JobRun,
     OutboxMessage,
     Programme,
     Role,
@@ -385,6 +386,7 @@ def alerts() -> ResponseReturnValue:
         messages=service.alert_messages(programme),
         form=ConfirmForm(),
         tz=LONDON,
+        alerts_run=db.session.get(JobRun, "attendance_alerts"),
     )
 
 

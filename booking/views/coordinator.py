@@ -5,14 +5,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
-from .. import accounts, attendance, bookings, catalogue, enrolment, notifications, oversight
+from .. import (
+    accounts,
+    attendance,
+    bookings,
+    catalogue,
+    enrolment,
+    jobs,
+    notifications,
+    oversight,
+)
+from ..audit.services import record
 from ..errors import BookingError
 from ..extensions import db
 from ..forms import (
@@ -634,3 +644,37 @@ def resend(message_id: int) -> ResponseReturnValue:
         notifications.resend(found)
         flash("The message is back in the queue and will be sent again.", "success")
     return redirect(url_for("coordinator.message", message_id=found.id))
+
+
+# Periodic jobs ---------------------------------------------------------------------------
+
+
+@bp.get("/jobs/")
+def job_list() -> ResponseReturnValue:
+    return render_template("coordinator/jobs.html", states=jobs.job_states(), form=ConfirmForm())
+
+
+@bp.post("/jobs/<name>/run")
+def run_job(name: str) -> ResponseReturnValue:
+    job = jobs.find_job(name)
+    if job is None:
+        abort(404)
+    if ConfirmForm().validate_on_submit():
+        outcome = jobs.run_job(name, trigger=f"coordinator {current_user.id}", force=True)
+        if outcome is None:
+            flash(
+                f"“{job.title}” is running in the worker right now; it was not run twice.", "info"
+            )
+        else:
+            record(
+                "job.run",
+                ("job_run", None),
+                actor=current_user,
+                after={"job": name, "ok": outcome.ok},
+            )
+            db.session.commit()
+            if outcome.ok:
+                flash(f"“{job.title}” ran: {outcome.result}", "success")
+            else:
+                flash(f"“{job.title}” failed: {outcome.error}", "error")
+    return redirect(url_for("coordinator.job_list"))
