@@ -801,6 +801,22 @@ def _write_mark(
     return True
 
 
+def mark_problems(session: Session, changes: Sequence[MarkChange]) -> dict[int, str]:
+    """Return, by NQSW id, why each change the rules refuse is refused (empty when all are fine)."""
+    nqsws = {r.nqsw.id: r.nqsw for r in register_rows(session)}
+    problems: dict[int, str] = {}
+    for change in changes:
+        nqsw = nqsws.get(change.nqsw_id)
+        if nqsw is None:
+            problems[change.nqsw_id] = "That person is not on this session's register."
+            continue
+        try:
+            _check_minutes(session, nqsw, change.mark, change.minutes)
+        except InvalidInput as error:
+            problems[change.nqsw_id] = error.message
+    return problems
+
+
 def record_marks(
     session: Session,
     changes: Sequence[MarkChange],
