@@ -283,6 +283,7 @@ def _register_page(
         problems=problems or [],
         result=result,
         unmatched=unmatched,
+        kept_manual=service.kept_manual_marks(session),
         resolve_forms=resolve_forms,
         row_errors=row_errors or {},
         submitted=submitted or {},
