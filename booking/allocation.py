@@ -618,6 +618,8 @@ def review_proposal(proposal: AllocationProposal) -> Review:
     unplaced = []
     for u in result.unplaced_requests:
         code, _, text = u.reason.partition(": ")
+        # The solver's reasons speak of learners; coordinators speak of NQSWs.
+        text = text.replace("the learner", "the NQSW")
         was = start_place.get((u.learner, u.course))
         unplaced.append(
             Unplaced(

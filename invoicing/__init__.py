@@ -14,7 +14,7 @@ from flask import Flask, request, url_for
 from flask_login import current_user
 
 from booking.jobs import register_job
-from booking.models import LONDON
+from booking.models import LONDON, EmployerOption
 
 DEFAULTS: dict[str, Any] = {
     # Days between reminders for one overdue invoice.
@@ -82,6 +82,9 @@ def init_app(app: Flask) -> None:
             }.get(current_user.role.value)
             if endpoint is None:
                 return []
+            employer = current_user.employer
+            if employer is not None and employer.option is not EmployerOption.TRAINING_ONLY:
+                return []  # Option 1 employers are not invoiced
             current = request.blueprint == "invoicing"
             return [{"href": url_for(endpoint), "text": "Invoices", "current": current}]
 

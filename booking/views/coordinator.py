@@ -462,7 +462,12 @@ def cancel_session(session_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         with refusals_shown_on(form):
             told = bookings.cancel_session(found, reason=form.reason.data or "", by=current_user)
-            flash(f"The session is cancelled; {told} people were told.", "success")
+            people = (
+                "nobody was booked or waiting"
+                if not told
+                else ("1 person was told" if told == 1 else f"{told} people were told")
+            )
+            flash(f"The session is cancelled; {people}.", "success")
             return redirect(url_for("coordinator.session", session_id=found.id))
     return _form_page(
         form,

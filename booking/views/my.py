@@ -160,4 +160,4 @@ def offer(entry_id: int) -> ResponseReturnValue:
         service.accept_offer(entry)
         flash(f"You are booked on {entry.session.course.title}.", "success")
         return redirect(url_for("my.training"))
-    return render_template("my/offer.html", entry=entry, form=form)
+    return render_template("my/offer.html", entry=entry, form=form, now=service.utcnow())

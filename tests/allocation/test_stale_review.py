@@ -52,3 +52,22 @@ def test_runs_list_marks_an_overtaken_proposal_out_of_date(client, scene, coordi
     }
     assert rows[old.id].startswith("Out of date")
     assert "Ready" in rows[fresh.id]
+
+
+def test_unplaced_reasons_speak_of_nqsws_not_learners(
+    client, scene, coordinator, make_course, make_session
+):
+    """Issue 14 item 11: the solver's word "learner" does not reach the coordinator."""
+    s = scene(people=1)
+    # Both dates of the course clash with other courses the NQSW is booked on.
+    for date_of in (s.early, s.late):
+        other = make_session(make_course(), starts_at=date_of.starts_at, ends_at=date_of.ends_at)
+        book_place(s.nqsws[0], other)
+    proposal = run_proposal(create_proposal(s.programme, by=coordinator, time_limit=1), workers=1)
+    sign_in(client, coordinator)
+
+    page = client.get(f"/coordinator/programmes/{s.programme.id}/allocation/{proposal.id}").text
+
+    unplaced = page.split("Courses left unplaced", 1)[1].split("</table>", 1)[0]
+    assert "overlaps another of the NQSW's sessions" in unplaced.replace("&#39;", "'")
+    assert "learner" not in unplaced
