@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as config_module
-from . import jobs
+from . import frontend, jobs
 from .errors import BookingError
 from .extensions import csrf, db, login_manager, mail, migrate
 
@@ -147,6 +147,16 @@ def _register_assets(app: Flask) -> None:
     def assets(filename: str) -> ResponseReturnValue:
         if filename.startswith("app/"):
             return send_from_directory(ROOT / "assets", filename.removeprefix("app/"))
+        if filename.startswith("fonts/"):
+            return send_from_directory(
+                app.config["FONTS_DIR"], filename.removeprefix("fonts/"), max_age=86400
+            )
+        if filename.endswith(".css") and "/" not in filename and (NHSUK_DIST / filename).is_file():
+            # Served rewritten so that no font is fetched from another host (booking/frontend.py).
+            css = frontend.stylesheet(NHSUK_DIST / filename, Path(app.config["FONTS_DIR"]))
+            response = app.response_class(css, mimetype="text/css")
+            response.cache_control.max_age = 3600
+            return response
         if "/" not in filename and (NHSUK_DIST / filename).is_file():
             return send_from_directory(NHSUK_DIST, filename, max_age=3600)
         return send_from_directory(NHSUK_DIST / "assets", filename, max_age=3600)
