@@ -20,7 +20,7 @@ REMOTE_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)\"']*/([^/)\"']+)[\"']?
 
 
 def self_hosted_css(css: str, fonts_dir: Path) -> str:
-    """Return ``css`` with every remote ``@font-face`` made local, or dropped if its files are absent."""
+    """Return ``css`` with each remote ``@font-face`` made local, or dropped without its files."""
 
     def rewrite(match: re.Match[str]) -> str:
         rule = match.group(0)

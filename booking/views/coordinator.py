@@ -626,11 +626,24 @@ def withdraw_nqsw(nqsw_id: int) -> ResponseReturnValue:
 def outbox() -> ResponseReturnValue:
     status = request.args.get("status")
     chosen = MessageStatus(status) if status in {s.value for s in MessageStatus} else None
+    kinds = oversight.outbox_kinds()
+    kind = request.args.get("kind", "")
+    recipient = request.args.get("to", "")[:200]
+    found = oversight.outbox_page(
+        status=chosen,
+        kind=kind if kind in kinds else "",
+        recipient=recipient,
+        page=request.args.get("page", 1, type=int) or 1,
+    )
     return render_template(
         "coordinator/outbox.html",
-        messages=oversight.outbox_messages(status=chosen),
+        found=found,
+        messages=found.messages,
         counts=oversight.outbox_counts(),
         chosen=chosen,
+        kinds=kinds,
+        kind=kind if kind in kinds else "",
+        recipient=recipient,
     )
 
 
