@@ -9,6 +9,7 @@ from wtforms import (
     DateField,
     DecimalField,
     EmailField,
+    HiddenField,
     IntegerField,
     RadioField,
     SelectChoice,
@@ -29,7 +30,7 @@ from wtforms.validators import (
     Regexp,
 )
 
-from .models import CourseLength, EmployerOption
+from .models import CourseLength, EmployerOption, MessageAudience
 
 
 def _strip(value: str | None) -> str | None:
@@ -271,3 +272,26 @@ class AllocationForm(FlaskForm):
     )
     allow_moves = BooleanField("Allow existing bookings to move to another date")
     include_optional = BooleanField("Include optional workshops")
+
+
+class SessionMessageForm(FlaskForm):
+    audience = RadioField(
+        "Who should get it?",
+        choices=[SelectChoice(a.value, a.label) for a in MessageAudience],
+        default=MessageAudience.BOOKED.value,
+        validators=[InputRequired("Choose who gets the message")],
+    )
+    subject = StringField(
+        "Subject",
+        filters=[_strip],
+        validators=[DataRequired("Enter a subject"), Length(max=200)],
+    )
+    body = TextAreaField(
+        "Message",
+        validators=[
+            DataRequired("Enter the message"),
+            Length(max=5000, message="Keep the message under 5,000 characters"),
+        ],
+    )
+    # Random per form shown: the same form sent twice (a double click) sends one message.
+    form_token = HiddenField()

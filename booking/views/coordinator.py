@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -20,6 +30,7 @@ from .. import (
     enrolment,
     jobs,
     notifications,
+    outreach,
     oversight,
 )
 from ..audit.services import record
@@ -36,6 +47,7 @@ from ..forms import (
     NQSWDetailsForm,
     ProgrammeForm,
     SessionForm,
+    SessionMessageForm,
 )
 from ..models import (
     LONDON,
@@ -46,6 +58,7 @@ from ..models import (
     CourseLength,
     Employer,
     EmployerOption,
+    MessageAudience,
     MessageStatus,
     OutboxMessage,
     Programme,
@@ -372,6 +385,7 @@ def _session_page(session: Session, form: BookForSomeoneForm) -> Any:
         session=session,
         bookings=oversight.session_bookings(session),
         waiting=oversight.session_waitlist(session),
+        messages=outreach.session_messages(session),
         form=form,
         confirm=ConfirmForm(),
     ), form_status(form)
@@ -478,6 +492,106 @@ def cancel_session(session_id: int) -> ResponseReturnValue:
         "and the course's other dates.",
         warning=True,
     )
+
+
+@bp.route("/sessions/<int:session_id>/message", methods=["GET", "POST"])
+def message_session(session_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(Session, session_id)
+    form = SessionMessageForm()
+    sizes = outreach.audience_sizes(found)
+    form.audience.choices = [
+        SelectChoice(a.value, f"{a.label} ({sizes[a]})") for a in MessageAudience
+    ]
+    if request.method == "GET":
+        form.form_token.data = secrets.token_urlsafe(24)
+    if form.validate_on_submit():
+        with refusals_shown_on(form):
+            sent = outreach.message_session(
+                found,
+                audience=MessageAudience(form.audience.data),
+                subject=form.subject.data or "",
+                body=form.body.data or "",
+                by=current_user,
+                form_token=form.form_token.data or "",
+            )
+            people = "1 person" if sent.recipients == 1 else f"{sent.recipients} people"
+            flash(f"Your message is in the outbox for {people}.", "success")
+            return redirect(url_for("coordinator.session", session_id=found.id))
+    return render_template(
+        "coordinator/session_message.html", session=found, form=form
+    ), form_status(form)
+
+
+@bp.get("/sessions/<int:session_id>/sign-in-sheet")
+def sign_in_sheet(session_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(Session, session_id)
+    return render_template(
+        "coordinator/sign_in_sheet.html", session=found, bookings=outreach.attendees(found)
+    )
+
+
+@bp.get("/sessions/<int:session_id>/attendees.csv")
+def attendees_csv(session_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(Session, session_id)
+    name = f"attendees-{found.course.code}-{found.local_date.isoformat()}.csv"
+    return Response(
+        outreach.attendee_csv(found),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/courses/<int:course_id>/needs")
+def still_needs(course_id: int) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    return render_template(
+        "coordinator/still_needs.html",
+        course=course,
+        needs=outreach.still_needs(course),
+        form=ConfirmForm(),
+    )
+
+
+@bp.post("/courses/<int:course_id>/needs/<int:nqsw_id>/offer")
+def offer_next_date(course_id: int, nqsw_id: int) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    found = db.get_or_404(NQSW, nqsw_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            entry = outreach.offer_next_date(course, found, by=current_user)
+        except BookingError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+        else:
+            assert entry.offer_expires_at is not None
+            flash(
+                f"{found.name} is offered {course.title} on "
+                f"{entry.session.local_start:%A %-d %B}; the place is held for them until "
+                f"{entry.offer_expires_at.astimezone(LONDON):%H:%M on %-d %B}.",
+                "success",
+            )
+    return redirect(url_for("coordinator.still_needs", course_id=course.id))
+
+
+@bp.post("/courses/<int:course_id>/needs/offer-all")
+def offer_everyone(course_id: int) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    if ConfirmForm().validate_on_submit():
+        offered, refused = 0, []
+        for need in outreach.still_needs(course):
+            if need.offer is not None:
+                continue
+            try:
+                outreach.offer_next_date(course, need.nqsw, by=current_user)
+                offered += 1
+            except BookingError as error:
+                db.session.rollback()
+                refused.append(f"{need.nqsw.name}: {error.message}")
+        message = f"{offered} offer{'' if offered == 1 else 's'} sent."
+        if refused:
+            message += " Not offered: " + " ".join(refused)
+        flash(message, "error" if refused else "success")
+    return redirect(url_for("coordinator.still_needs", course_id=course.id))
 
 
 # NQSWs -----------------------------------------------------------------------------------
