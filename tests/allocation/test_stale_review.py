@@ -42,16 +42,9 @@ def test_runs_list_marks_an_overtaken_proposal_out_of_date(client, scene, coordi
 
     page = client.get(f"/coordinator/programmes/{s.programme.id}/allocation").text
 
-    rows = {
-        int(m.group(1)): m.group(2)
-        for m in re.finditer(
-            r">Run (\d+)</a></td>.*?<td[^>]*>.*?</td>.*?<td[^>]*>.*?</td>\s*<td[^>]*>(.*?)</td>",
-            page,
-            re.S,
-        )
-    }
-    assert rows[old.id].startswith("Out of date")
-    assert "Ready" in rows[fresh.id]
+    rows = {int(m.group(1)): m.group(0) for m in re.finditer(r">Run (\d+)</a>.*?</tr>", page, re.S)}
+    assert "Out of date: bookings have changed" in rows[old.id]
+    assert "Ready" in rows[fresh.id] and "Out of date" not in rows[fresh.id]
 
 
 def test_unplaced_reasons_speak_of_nqsws_not_learners(
