@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -618,6 +618,8 @@ def review_proposal(proposal: AllocationProposal) -> Review:
     unplaced = []
     for u in result.unplaced_requests:
         code, _, text = u.reason.partition(": ")
+        # The solver's reasons speak of learners; coordinators speak of NQSWs.
+        text = text.replace("the learner", "the NQSW")
         was = start_place.get((u.learner, u.course))
         unplaced.append(
             Unplaced(
@@ -678,6 +680,25 @@ def is_stale(proposal: AllocationProposal, now: datetime | None = None) -> bool:
         now=now,
     )
     return fingerprint != proposal.fingerprint
+
+
+def stale_proposal_ids(proposals: Sequence[AllocationProposal]) -> set[int]:
+    """Return the ids of ready proposals that bookings have overtaken (one build per option set)."""
+    current: dict[tuple[int, bool, bool], str] = {}
+    stale: set[int] = set()
+    for proposal in proposals:
+        if proposal.status is not ProposalStatus.READY:
+            continue
+        key = (proposal.programme_id, proposal.allow_moves, proposal.include_optional)
+        if key not in current:
+            current[key] = build_problem(
+                proposal.programme,
+                allow_moves=proposal.allow_moves,
+                include_optional=proposal.include_optional,
+            )[1]
+        if current[key] != proposal.fingerprint:
+            stale.add(proposal.id)
+    return stale
 
 
 # --- committing ------------------------------------------------------------------------

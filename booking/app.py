@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as config_module
+from . import frontend, jobs
 from .errors import BookingError
 from .extensions import csrf, db, login_manager, mail, migrate
 
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .views import register_blueprints
 
     register_blueprints(app)
+    jobs.init_app(app)
     _register_errors(app)
     _register_assets(app)
 
@@ -66,7 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["MAIL_WORKER"] and not app.testing:
         from .worker import start_worker
 
-        app.extensions["mail_worker"], _ = start_worker(app)
+        app.extensions["worker"], _ = start_worker(app)
     return app
 
 
@@ -145,6 +147,16 @@ def _register_assets(app: Flask) -> None:
     def assets(filename: str) -> ResponseReturnValue:
         if filename.startswith("app/"):
             return send_from_directory(ROOT / "assets", filename.removeprefix("app/"))
+        if filename.startswith("fonts/"):
+            return send_from_directory(
+                app.config["FONTS_DIR"], filename.removeprefix("fonts/"), max_age=86400
+            )
+        if filename.endswith(".css") and "/" not in filename and (NHSUK_DIST / filename).is_file():
+            # Served rewritten so that no font is fetched from another host (booking/frontend.py).
+            css = frontend.stylesheet(NHSUK_DIST / filename, Path(app.config["FONTS_DIR"]))
+            response = app.response_class(css, mimetype="text/css")
+            response.cache_control.max_age = 3600
+            return response
         if "/" not in filename and (NHSUK_DIST / filename).is_file():
             return send_from_directory(NHSUK_DIST, filename, max_age=3600)
         return send_from_directory(NHSUK_DIST / "assets", filename, max_age=3600)

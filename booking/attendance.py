@@ -344,6 +344,39 @@ def nqsw_attendance(nqsw: NQSW, *, now: datetime | None = None) -> NQSWAttendanc
     return _summarise(nqsw, records, settings_for(nqsw.programme), now)
 
 
+def started_outcomes(
+    bookings: Sequence[Booking], *, now: datetime | None = None
+) -> dict[int, Outcome]:
+    """Return, by booking id, what happened at each booked session that has started.
+
+    Attended, missed or excused once the register has a mark; unrecorded until then.
+    Bookings on sessions still ahead are left out.
+    """
+    now = now or utcnow()
+    started = [b for b in bookings if b.session.starts_at <= now]
+    if not started:
+        return {}
+    records = {
+        (r.session_id, r.nqsw_id): r
+        for r in db.session.scalars(
+            select(AttendanceRecord).where(
+                AttendanceRecord.session_id.in_({b.session_id for b in started}),
+                AttendanceRecord.nqsw_id.in_({b.nqsw_id for b in started}),
+            )
+        )
+    }
+    found: dict[int, Outcome] = {}
+    for booking in started:
+        record = records.get((booking.session_id, booking.nqsw_id))
+        programme = booking.session.course.programme
+        found[booking.id] = (
+            mark_outcome(record, settings_for(programme), programme.attendance_min_share_percent)
+            if record is not None
+            else Outcome.UNRECORDED
+        )
+    return found
+
+
 SORT_KEYS: dict[str, Callable[[NQSWAttendance], tuple[object, ...]]] = {
     "name": lambda a: (a.nqsw.name.lower(),),
     "employer": lambda a: (a.nqsw.employer.name.lower(), a.nqsw.name.lower()),
@@ -768,6 +801,22 @@ def _write_mark(
     return True
 
 
+def mark_problems(session: Session, changes: Sequence[MarkChange]) -> dict[int, str]:
+    """Return, by NQSW id, why each change the rules refuse is refused (empty when all are fine)."""
+    nqsws = {r.nqsw.id: r.nqsw for r in register_rows(session)}
+    problems: dict[int, str] = {}
+    for change in changes:
+        nqsw = nqsws.get(change.nqsw_id)
+        if nqsw is None:
+            problems[change.nqsw_id] = "That person is not on this session's register."
+            continue
+        try:
+            _check_minutes(session, nqsw, change.mark, change.minutes)
+        except InvalidInput as error:
+            problems[change.nqsw_id] = error.message
+    return problems
+
+
 def record_marks(
     session: Session,
     changes: Sequence[MarkChange],
@@ -818,12 +867,29 @@ class TeamsAttendee:
     email: str
     seconds: int = 0
     lines: list[int] = field(default_factory=list)
+    role: str = ""
+
+    @property
+    def key(self) -> str:
+        return attendee_key(self.email, self.name)
+
+    @property
+    def organises(self) -> bool:
+        return self.role.replace("-", "").replace("organiser", "organizer") in _ORGANISER_ROLES
 
     @property
     def minutes(self) -> int:
         return self.seconds // 60
 
 
+def attendee_key(email: str, name: str) -> str:
+    """Return how one person in a Teams report is recognised again in the next report."""
+    return email.strip().lower() or f"name:{name.strip().lower()}"
+
+
+# The meeting's organiser (often the trainer or the coordinator) is not an attendee.
+_ORGANISER_ROLES = {"organizer", "coorganizer"}
+_ROLE_COLUMNS = ("role",)
 _NAME_COLUMNS = ("name", "full name", "participant")
 _EMAIL_COLUMNS = ("email", "email address", "participant id (upn)", "upn")
 _DURATION_COLUMNS = ("duration", "in-meeting duration", "attendance duration")
@@ -925,16 +991,36 @@ def _tables(text: str) -> list[_Table]:
     return tables
 
 
+SUPPORTED_LAYOUTS = (
+    "the attendance report downloaded from a Teams meeting's Attendance tab: a Participants "
+    "section with the columns Name, Email and Duration (or Join time and Leave time), saved "
+    "as UTF-16 tab-separated text (as Teams gives it) or as UTF-8 comma-separated text"
+)
+
+
+def _unsupported_layout(text: str) -> tuple[int, str]:
+    """Say which layouts can be read, naming the old one that cannot when that is what came."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        cells = {c.strip().lower() for c in raw.split("\t" if "\t" in raw else ",")}
+        if {"full name", "user action", "timestamp"} <= cells:
+            return (
+                number,
+                "this is the older Teams attendance list (Full Name, User Action, Timestamp), "
+                "which has no email addresses, so nobody can be matched. Download the "
+                f"attendance report instead. This service reads {SUPPORTED_LAYOUTS}.",
+            )
+    return 1, f"no participants table found. This service reads {SUPPORTED_LAYOUTS}."
+
+
 def parse_teams_report(data: bytes) -> list[TeamsAttendee]:
     """Read a Teams attendance report (UTF-16 TSV or UTF-8 CSV) into people with summed time.
 
     Raise ImportRejected naming each bad line; nothing is returned partly read.
     """
-    tables = _tables(_decode(data))
+    text = _decode(data)
+    tables = _tables(text)
     if not tables:
-        raise ImportRejected(
-            [(1, "no participants table found: expected columns Name, Email and Duration")]
-        )
+        raise ImportRejected([_unsupported_layout(text)])
     # Per-visit tables ("Join Time") list rejoins separately; prefer them to summaries.
     per_visit = [t for t in tables if "join time" in t.header]
     table = per_visit[-1] if per_visit else tables[-1]
@@ -943,6 +1029,7 @@ def parse_teams_report(data: bytes) -> list[TeamsAttendee]:
     upn_i = _find(h, ("participant id (upn)", "upn"))
     duration_i = _find(h, _DURATION_COLUMNS)
     join_i, leave_i = _find(h, _JOIN_COLUMNS), _find(h, _LEAVE_COLUMNS)
+    role_i = _find(h, _ROLE_COLUMNS)
     problems: list[tuple[int, str]] = []
     people: dict[str, TeamsAttendee] = {}
 
@@ -969,8 +1056,10 @@ def parse_teams_report(data: bytes) -> list[TeamsAttendee]:
                 problems.append((number, "no duration, and cannot read the join and leave times"))
                 continue
             seconds = int((left - joined).total_seconds())
-        key = email or f"name:{name.lower()}"
-        person = people.setdefault(key, TeamsAttendee(name=name, email=email))
+        key = attendee_key(email, name)
+        person = people.setdefault(
+            key, TeamsAttendee(name=name, email=email, role=cell(cells, role_i).lower())
+        )
         person.seconds += seconds
         person.lines.append(number)
     if problems:
@@ -1023,12 +1112,28 @@ def _apply_teams_mark(
             AttendanceRecord.session_id == session.id, AttendanceRecord.nqsw_id == nqsw.id
         )
     )
-    if add and record is not None and record.source is MarkSource.TEAMS:
-        minutes += record.minutes_attended or 0  # the same person under a second account
+    if add and record is not None:
+        minutes += record.teams_minutes or 0  # the same person under a second account
     mark, minutes = _teams_mark(session, minutes)
     if record is not None and record.source is MarkSource.MANUAL:
         if not _agrees(record.mark, mark):
             result.kept_manual.append((nqsw, record.mark, minutes))
+            if record.teams_minutes != minutes:
+                # The report is part of the register's story even when the manual mark wins.
+                db.session.add(
+                    AttendanceChange(
+                        record_id=record.id,
+                        changed_by_id=by.id if by else None,
+                        changed_at=now,
+                        source=MarkSource.TEAMS,
+                        old_mark=record.mark,
+                        new_mark=record.mark,
+                        old_minutes=record.minutes_attended,
+                        new_minutes=record.minutes_attended,
+                        note=f"Teams shows {minutes} minutes; the manual mark was kept",
+                    )
+                )
+        record.teams_minutes = minutes
         return
     seen = record.version if record else None
     if not _write_mark(
@@ -1039,6 +1144,12 @@ def _apply_teams_mark(
             f"Someone else changed the mark for {nqsw.name} during the import. "
             "Nothing was imported: try again."
         )
+    db.session.execute(
+        update(AttendanceRecord)
+        .where(AttendanceRecord.session_id == session.id, AttendanceRecord.nqsw_id == nqsw.id)
+        .values(teams_minutes=minutes)
+        .execution_options(synchronize_session=False)
+    )
     if mark is AttendanceMark.ABSENT:
         result.absent.append(nqsw)
     else:
@@ -1063,18 +1174,37 @@ def import_teams_report(
             .options(selectinload(NQSW.user))
         )
     }
+    # People the coordinator already dealt with on an earlier import of this session.
+    dismissed: set[str] = set()
+    matched_by_hand: dict[str, int] = {}
+    for earlier in db.session.scalars(
+        select(UnmatchedAttendee).where(
+            UnmatchedAttendee.session_id == session.id, UnmatchedAttendee.resolved_at.is_not(None)
+        )
+    ):
+        key = attendee_key(earlier.email, earlier.name)
+        if earlier.resolved_nqsw_id is None:
+            dismissed.add(key)
+        else:
+            matched_by_hand[key] = earlier.resolved_nqsw_id
     result = ImportResult()
-    seen: set[int] = set()
+    seconds: dict[int, int] = {}
+    found: dict[int, NQSW] = {}
     strangers: list[TeamsAttendee] = []
     for person in attendees:
         nqsw = programme_nqsws.get(person.email) if person.email else None
+        if nqsw is None and person.key in matched_by_hand:
+            nqsw = db.session.get(NQSW, matched_by_hand[person.key])
         if nqsw is None:
-            strangers.append(person)
+            if person.key not in dismissed and not person.organises:
+                strangers.append(person)
             continue
-        seen.add(nqsw.id)
-        _apply_teams_mark(session, nqsw, person.minutes, result, by, now)
+        found[nqsw.id] = nqsw
+        seconds[nqsw.id] = seconds.get(nqsw.id, 0) + person.seconds
+    for nqsw_id, nqsw in found.items():
+        _apply_teams_mark(session, nqsw, seconds[nqsw_id] // 60, result, by, now)
     for row in register_rows(session):
-        if row.nqsw.id not in seen:
+        if row.nqsw.id not in found:
             _apply_teams_mark(session, row.nqsw, 0, result, by, now)
     for old in db.session.scalars(
         select(UnmatchedAttendee).where(
@@ -1094,6 +1224,22 @@ def import_teams_report(
         result.unmatched.append(stranger)
     db.session.commit()
     return result
+
+
+def kept_manual_marks(session: Session) -> list[tuple[NQSW, AttendanceMark, int]]:
+    """Return the manual marks that disagree with the last Teams report, with its minutes."""
+    kept = []
+    for record in db.session.scalars(
+        select(AttendanceRecord).where(
+            AttendanceRecord.session_id == session.id,
+            AttendanceRecord.source == MarkSource.MANUAL,
+            AttendanceRecord.teams_minutes.is_not(None),
+        )
+    ):
+        assert record.teams_minutes is not None
+        if not _agrees(record.mark, _teams_mark(session, record.teams_minutes)[0]):
+            kept.append((record.nqsw, record.mark, record.teams_minutes))
+    return sorted(kept, key=lambda k: (k[0].name.lower(), k[0].id))
 
 
 def unmatched_attendees(session: Session) -> list[UnmatchedAttendee]:

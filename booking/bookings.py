@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scheduler.rules import Breach, ProtectedTime, TrainingDay, breaches
 
+from .audit.services import record
 from .errors import (
     AlreadyBooked,
     BookingError,
@@ -24,6 +25,7 @@ from .errors import (
     ProtectedTimeExceeded,
     SessionFull,
     SessionNotBookable,
+    SessionStarted,
 )
 from .extensions import db
 from .models import (
@@ -71,9 +73,13 @@ def _lock_nqsw(nqsw: NQSW) -> None:
 
 def _who(nqsw: NQSW, by: User | None) -> tuple[str, str]:
     """Return how a message to ``by`` names the NQSW: ("You are", "your") or by name."""
-    if by is None or by.id == nqsw.user_id:
+    if _for_self(nqsw, by):
         return "You are", "your"
     return f"{nqsw.name} is", "their"
+
+
+def _for_self(nqsw: NQSW, by: User | None) -> bool:
+    return by is None or by.id == nqsw.user_id
 
 
 def _fmt_day(day: date) -> str:
@@ -120,15 +126,17 @@ def check_protected_time(
     )
 
 
-def _check_bookable(nqsw: NQSW, session: Session, now: datetime) -> None:
+def _check_bookable(
+    nqsw: NQSW, session: Session, now: datetime, *, allow_started: bool = False
+) -> None:
     if nqsw.withdrawn_at is not None:
         raise NotAllowed("This NQSW has been withdrawn from the programme.")
     if session.course.programme_id != nqsw.programme_id:
         raise SessionNotBookable("This session belongs to another programme.")
     if session.status is SessionStatus.CANCELLED:
         raise SessionNotBookable("This session has been cancelled.")
-    if session.starts_at <= now:
-        raise SessionNotBookable("This session has already started.")
+    if session.starts_at <= now and not allow_started:
+        raise SessionStarted("This session has already started.")
     day = session.local_date
     if not nqsw.asye_start <= day <= nqsw.asye_end:
         raise OutsideAsyeYear(
@@ -137,7 +145,7 @@ def _check_bookable(nqsw: NQSW, session: Session, now: datetime) -> None:
         )
 
 
-def _take_place(session: Session) -> None:
+def _take_place(session: Session, *, for_self: bool = True) -> None:
     result = db.session.execute(
         update(Session)
         .where(Session.id == session.id, Session.taken < Session.capacity)
@@ -146,11 +154,39 @@ def _take_place(session: Session) -> None:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         db.session.rollback()
+        # Only the NQSW can join a waiting list; a coordinator is told plainly.
+        hint = " You can join the waiting list." if for_self else ""
         raise SessionFull(
-            f"{session.course.title} on {_fmt_day(session.local_date)} is full. "
-            "You can join the waiting list."
+            f"{session.course.title} on {_fmt_day(session.local_date)} is full.{hint}"
         )
     db.session.refresh(session)
+
+
+def _take_place_over_capacity(session: Session) -> bool:
+    """Take a place, adding one to the capacity if the session is full; return True if added.
+
+    Both steps are guarded updates, so a place freed in between is used rather than added.
+    """
+    for _ in range(3):
+        taken = db.session.execute(
+            update(Session)
+            .where(Session.id == session.id, Session.taken < Session.capacity)
+            .values(taken=Session.taken + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            db.session.refresh(session)
+            return False
+        raised = db.session.execute(
+            update(Session)
+            .where(Session.id == session.id, Session.taken >= Session.capacity)
+            .values(taken=Session.taken + 1, capacity=Session.capacity + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if raised.rowcount == 1:  # type: ignore[attr-defined]
+            db.session.refresh(session)
+            return True
+    raise BookingError("The session's places kept changing; try again.")
 
 
 def _free_place(session: Session, now: datetime) -> None:
@@ -220,11 +256,20 @@ def book_place(
     by: User | None = None,
     source: BookingSource = BookingSource.SELF,
     now: datetime | None = None,
+    override_reason: str = "",
 ) -> Booking:
-    """Book the NQSW onto the session, or raise a BookingError saying why not."""
+    """Book the NQSW onto the session, or raise a BookingError saying why not.
+
+    A coordinator who gives ``override_reason`` books past the started, capacity and
+    protected-time rules (a walk-in, one more in the room): the reason is kept on the
+    booking and in the audit log, with the rules it overrode.
+    """
     now = now or utcnow()
+    reason = override_reason.strip()
+    if reason and (by is None or not by.is_coordinator):
+        raise NotAllowed("Only a coordinator can book a place as an exception.")
     _lock_nqsw(nqsw)
-    _check_bookable(nqsw, session, now)
+    _check_bookable(nqsw, session, now, allow_started=bool(reason))
     existing = _live_on_course(nqsw, session.course_id)
     if existing is not None:
         if existing.session_id == session.id:
@@ -233,9 +278,37 @@ def book_place(
             f"{_who(nqsw, by)[0]} already booked on {session.course.title} on "
             f"{_fmt_day(existing.session.local_date)}. Move that booking instead."
         )
-    check_protected_time(nqsw, session, by=by)
-    _take_place(session)
+    overrode: list[str] = []
+    if not reason:
+        check_protected_time(nqsw, session, by=by)
+        _take_place(session, for_self=_for_self(nqsw, by))
+    else:
+        if session.starts_at <= now:
+            overrode.append("started")
+        try:
+            check_protected_time(nqsw, session, by=by)
+        except ProtectedTimeExceeded:
+            overrode.append("protected_time")
+        if _take_place_over_capacity(session):
+            overrode.append("capacity")
     booking = _add_booking(nqsw, session, by, source)
+    if overrode:
+        booking.override_reason = reason
+        record(
+            "booking.override",
+            booking,
+            actor=by,
+            after={
+                "status": booking.status,
+                "overrode": ",".join(overrode),
+                "capacity": session.capacity,
+            },
+            nqsw_id=nqsw.id,
+            session_id=session.id,
+            employer_id=nqsw.employer_id,
+            reason=reason,
+            at=now,
+        )
     _close_waiting(nqsw, session, now)
     queue_invitation(
         "booking_confirmed",
@@ -333,7 +406,7 @@ def move_booking(
         raise SessionNotBookable("Your booked session has already started; it cannot be moved.")
     check_protected_time(nqsw, target, ignoring=booking, by=by)
     if holding is None:
-        _take_place(target)
+        _take_place(target, for_self=_for_self(nqsw, by))
     booking.status = BookingStatus.MOVED
     booking.cancelled_at = now
     db.session.flush()  # frees the one-live-booking-per-course slot before the new row
@@ -586,3 +659,25 @@ def training_plan(nqsw: NQSW, *, now: datetime | None = None) -> TrainingPlan:
         cap_days=rules.cap_days(float(nqsw.fte)),
         window_weeks=rules.window_weeks,
     )
+
+
+def cancelled_by_programme(nqsw: NQSW) -> dict[int, Booking]:
+    """Return, by course id, the NQSW's latest place the programme cancelled with its session.
+
+    Only courses the NQSW holds no live place on: once they rebook, the notice has done its job.
+    """
+    live = {b.course_id for b in live_bookings(nqsw)}
+    found: dict[int, Booking] = {}
+    for booking in db.session.scalars(
+        select(Booking)
+        .join(Session)
+        .where(
+            Booking.nqsw_id == nqsw.id,
+            Booking.status == BookingStatus.CANCELLED,
+            Session.status == SessionStatus.CANCELLED,
+        )
+        .order_by(Booking.cancelled_at, Booking.id)
+    ):
+        if booking.course_id not in live:
+            found[booking.course_id] = booking
+    return found

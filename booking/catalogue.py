@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from .errors import InvalidInput
 from .extensions import db
 from .models import (
+    LONDON,
     BookingStatus,
     Course,
     CourseLength,
@@ -265,9 +266,19 @@ def update_course(course: Course, **fields: object) -> Course:
     return course
 
 
-def _check_times(starts_at: datetime, ends_at: datetime) -> None:
+def _check_session(course: Course, starts_at: datetime, ends_at: datetime, capacity: int) -> None:
     if ends_at <= starts_at:
         raise InvalidInput("The session must end after it starts.", field="end_time")
+    programme = course.programme
+    day = starts_at.astimezone(LONDON).date()
+    if not programme.starts_on <= day <= programme.ends_on:
+        raise InvalidInput(
+            f"The date must be inside the programme year, {programme.starts_on:%-d %B %Y} "
+            f"to {programme.ends_on:%-d %B %Y}.",
+            field="date",
+        )
+    if capacity < 1:
+        raise InvalidInput("A session needs at least 1 place.", field="capacity")
 
 
 def add_session(
@@ -279,9 +290,7 @@ def add_session(
     **fields: object,
 ) -> Session:
     """Schedule a dated session of a course."""
-    _check_times(starts_at, ends_at)
-    if capacity < 0:
-        raise InvalidInput("Capacity cannot be negative.", field="capacity")
+    _check_session(course, starts_at, ends_at, capacity)
     session = Session(
         course=course, starts_at=starts_at, ends_at=ends_at, capacity=capacity, **fields
     )
@@ -299,9 +308,9 @@ def update_session(session: Session, **fields: object) -> Session:
     starts_at = fields.get("starts_at", session.starts_at)
     ends_at = fields.get("ends_at", session.ends_at)
     assert isinstance(starts_at, datetime) and isinstance(ends_at, datetime)
-    _check_times(starts_at, ends_at)
     capacity = fields.get("capacity", session.capacity)
     assert isinstance(capacity, int)
+    _check_session(session.course, starts_at, ends_at, capacity)
     if capacity < session.taken:
         raise InvalidInput(
             f"{session.taken} places are already taken; capacity cannot go below that.",

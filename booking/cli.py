@@ -21,6 +21,7 @@ from . import (
     demo,
     enrolment,
     invariants,
+    jobs,
     notifications,
     worker,
 )
@@ -31,8 +32,9 @@ from .models import AttendanceStatus, Employer, Programme, ProposalStatus, Role
 bookings_cli = AppGroup("bookings", help="Waiting lists and bookings.")
 import_cli = AppGroup("import", help="Import records from files.")
 users_cli = AppGroup("users", help="Accounts.")
-mail_cli = AppGroup("mail", help="The outbox: send, remind and the background worker.")
+mail_cli = AppGroup("mail", help="The outbox: send, remind and (under its old name) the worker.")
 attendance_cli = AppGroup("attendance", help="Attendance reports and alerts.")
+jobs_cli = AppGroup("jobs", help="The periodic jobs the worker runs.")
 
 
 @click.command("seed-demo")
@@ -110,15 +112,61 @@ def mail_remind_command() -> None:
     click.echo(f"Queued {notifications.queue_reminders()} reminder message(s).")
 
 
-@mail_cli.command("worker")
-@click.option("--interval", default=30.0, show_default=True, help="Seconds between rounds.")
-def mail_worker_command(interval: float) -> None:
-    """Send due mail and run the periodic jobs (offers, reminders) until interrupted."""
+def _run_worker(interval: float) -> None:
     stop = threading.Event()
     try:
         worker.run_worker(current_app._get_current_object(), stop, interval=interval)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         stop.set()
+
+
+_interval = click.option(
+    "--interval", default=30.0, show_default=True, help="Seconds between rounds."
+)
+
+
+@click.command("worker")
+@_interval
+def worker_command(interval: float) -> None:
+    """Run every periodic job when it is due and send due mail, until interrupted."""
+    _run_worker(interval)
+
+
+@mail_cli.command("worker")
+@_interval
+def mail_worker_command(interval: float) -> None:
+    """The same as `flask worker` (its earlier name)."""
+    _run_worker(interval)
+
+
+@jobs_cli.command("list")
+def jobs_list_command() -> None:
+    """List the periodic jobs, their schedule and their last run."""
+    for state in jobs.job_states():
+        run = state.run
+        last = "never run"
+        if run is not None and run.last_started_at is not None:
+            outcome = "ok" if run.last_ok else ("failed" if run.last_ok is False else "running")
+            last = f"last {run.last_started_at:%Y-%m-%d %H:%M} UTC, {outcome}"
+        click.echo(f"{state.job.name:<20} {state.job.schedule:<18} {last}")
+
+
+@jobs_cli.command("run")
+@click.argument("name")
+def jobs_run_command(name: str) -> None:
+    """Run one periodic job now (unless another worker is running it)."""
+    if jobs.find_job(name) is None:
+        known = ", ".join(j.name for j in jobs.registered_jobs())
+        click.echo(f"No periodic job called {name!r}. Jobs: {known}.", err=True)
+        sys.exit(1)
+    outcome = jobs.run_job(name, trigger="cli", force=True)
+    if outcome is None:
+        click.echo(f"{name} is running in another worker; not run again.", err=True)
+        sys.exit(1)
+    if not outcome.ok:
+        click.echo(f"{name} failed: {outcome.error}", err=True)
+        sys.exit(2)
+    click.echo(outcome.result)
 
 
 @attendance_cli.command("report")
@@ -283,3 +331,5 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(attendance_cli)
     app.cli.add_command(allocate_command)
     app.cli.add_command(check_command)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(jobs_cli)

@@ -27,6 +27,8 @@ def from_environment() -> dict[str, Any]:
         ),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "INSTANCE_DIR": str(instance),
+        # Licensed Frutiger font files, if the organisation has them (see booking/frontend.py).
+        "FONTS_DIR": os.environ.get("FONTS_DIR", str(instance / "fonts")),
         # A public base URL for links in mail and calendar feeds.
         "BASE_URL": os.environ.get("BASE_URL", "http://127.0.0.1:5000"),
         "DEMO": _bool("ASYE_DEMO", False),

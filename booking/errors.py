@@ -12,6 +12,8 @@ class BookingError(Exception):
 
     status_code = 409
     field: str | None = None
+    # A coordinator may book past this refusal as an exception, giving a reason.
+    overridable = False
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -23,9 +25,17 @@ class BookingError(Exception):
 class SessionFull(BookingError):
     """No places left on the session."""
 
+    overridable = True
+
 
 class SessionNotBookable(BookingError):
     """The session is cancelled, in the past or not published."""
+
+
+class SessionStarted(SessionNotBookable):
+    """The session has already started."""
+
+    overridable = True
 
 
 class AlreadyBooked(BookingError):
@@ -38,6 +48,8 @@ class OutsideAsyeYear(BookingError):
 
 class ProtectedTimeExceeded(BookingError):
     """The booking would use more protected time than the rules allow."""
+
+    overridable = True
 
 
 class NotAllowed(BookingError):

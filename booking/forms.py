@@ -9,6 +9,7 @@ from wtforms import (
     DateField,
     DecimalField,
     EmailField,
+    HiddenField,
     IntegerField,
     RadioField,
     SelectChoice,
@@ -29,7 +30,7 @@ from wtforms.validators import (
     Regexp,
 )
 
-from .models import CourseLength, EmployerOption
+from .models import CourseLength, EmployerOption, MessageAudience
 
 
 def _strip(value: str | None) -> str | None:
@@ -233,7 +234,7 @@ class SessionForm(FlaskForm):
         default=30,
         validators=[
             InputRequired("Enter the number of places"),
-            NumberRange(min=0, max=1000, message="Between 0 and 1000"),
+            NumberRange(min=1, max=1000, message="Enter a number of places from 1 to 1000"),
         ],
     )
     mode = StringField(
@@ -253,6 +254,11 @@ class SessionForm(FlaskForm):
 
 class BookForSomeoneForm(FlaskForm):
     nqsw_id = SelectField("NQSW", coerce=int, validators=[InputRequired("Choose an NQSW")])
+    override_reason = TextAreaField(
+        "Reason for booking as an exception (optional)",
+        filters=[_strip],
+        validators=[Optional(), Length(max=500, message="Keep the reason under 500 characters")],
+    )
 
 
 class AllocationForm(FlaskForm):
@@ -266,3 +272,26 @@ class AllocationForm(FlaskForm):
     )
     allow_moves = BooleanField("Allow existing bookings to move to another date")
     include_optional = BooleanField("Include optional workshops")
+
+
+class SessionMessageForm(FlaskForm):
+    audience = RadioField(
+        "Who should get it?",
+        choices=[SelectChoice(a.value, a.label) for a in MessageAudience],
+        default=MessageAudience.BOOKED.value,
+        validators=[InputRequired("Choose who gets the message")],
+    )
+    subject = StringField(
+        "Subject",
+        filters=[_strip],
+        validators=[DataRequired("Enter a subject"), Length(max=200)],
+    )
+    body = TextAreaField(
+        "Message",
+        validators=[
+            DataRequired("Enter the message"),
+            Length(max=5000, message="Keep the message under 5,000 characters"),
+        ],
+    )
+    # Random per form shown: the same form sent twice (a double click) sends one message.
+    form_token = HiddenField()

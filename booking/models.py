@@ -274,6 +274,10 @@ class Session(Model):
         return self.status is SessionStatus.CANCELLED
 
     @property
+    def has_started(self) -> bool:
+        return self.starts_at <= utcnow()
+
+    @property
     def local_start(self) -> datetime:
         return self.starts_at.astimezone(LONDON)
 
@@ -399,6 +403,8 @@ class Booking(Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     late_cancellation: Mapped[bool] = mapped_column(default=False)
     moved_to_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), default=None)
+    # Set when a coordinator booked past a rule (walk-in, full, protected time): why.
+    override_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     session: Mapped[Session] = relationship(back_populates="bookings")
     nqsw: Mapped[NQSW] = relationship(back_populates="bookings")
@@ -592,6 +598,8 @@ class AttendanceRecord(Model):
     source: Mapped[MarkSource] = mapped_column(
         _enum(MarkSource, "mark_source"), default=MarkSource.MANUAL
     )
+    # What the last Teams report said, kept even when a manual mark wins.
+    teams_minutes: Mapped[int | None] = mapped_column(default=None)
     # Rises on every change; an update names the version it read (optimistic lock).
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -621,6 +629,7 @@ class AttendanceChange(Model):
     new_mark: Mapped[AttendanceMark] = mapped_column(_enum(AttendanceMark, "new_mark"))
     old_minutes: Mapped[int | None] = mapped_column(default=None)
     new_minutes: Mapped[int | None] = mapped_column(default=None)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     record: Mapped[AttendanceRecord] = relationship()
     changed_by: Mapped[User | None] = relationship()
@@ -709,3 +718,58 @@ class AllocationProposal(Model):
 
     def __repr__(self) -> str:
         return f"<AllocationProposal {self.id} {self.status.value}>"
+
+
+# Coordinators' messages to a session
+
+
+class MessageAudience(enum.Enum):
+    BOOKED = "booked"
+    WAITING = "waiting"
+    BOTH = "both"
+
+    @property
+    def label(self) -> str:
+        return {
+            MessageAudience.BOOKED: "Everyone booked",
+            MessageAudience.WAITING: "Everyone on the waiting list",
+            MessageAudience.BOTH: "Everyone booked or waiting",
+        }[self]
+
+
+class SessionMessage(Model):
+    """A message a coordinator wrote to the people on a session; one outbox row per person."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("session.id"), index=True)
+    sent_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), default=None)
+    audience: Mapped[MessageAudience] = mapped_column(_enum(MessageAudience, "message_audience"))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[int] = mapped_column(default=0)
+    # The form's one-time token: a double-click or a resubmitted page sends nothing twice.
+    form_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    session: Mapped[Session] = relationship()
+    sent_by: Mapped[User | None] = relationship()
+
+
+# Periodic jobs
+
+
+class JobRun(Model):
+    """The last run of one periodic job, and the claim that keeps two workers off it."""
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    claimed_by: Mapped[str] = mapped_column(String(120), default="")
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_ok: Mapped[bool | None] = mapped_column(default=None)
+    last_result: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_trigger: Mapped[str] = mapped_column(String(40), default="")
+    runs: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)

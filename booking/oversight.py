@@ -79,14 +79,70 @@ def outbox_counts() -> dict[str, int]:
     return counts
 
 
-def outbox_messages(
-    *, status: MessageStatus | None = None, limit: int = 200
-) -> Sequence[OutboxMessage]:
-    """Return outbox messages, newest first."""
-    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+@dataclass(frozen=True)
+class OutboxPage:
+    """One page of outbox messages and where it sits among all that match."""
+
+    messages: Sequence[OutboxMessage]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * self.per_page + 1 if self.total else 0
+
+    @property
+    def last(self) -> int:
+        return min(self.page * self.per_page, self.total)
+
+
+def _like(text: str) -> str:
+    # What a person types is matched literally: % and _ are not wildcards here.
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def outbox_page(
+    *,
+    status: MessageStatus | None = None,
+    kind: str = "",
+    recipient: str = "",
+    page: int = 1,
+    per_page: int = 50,
+) -> OutboxPage:
+    """Return one page of outbox messages, newest first, filtered and counted by the database."""
+    filters = []
     if status is not None:
-        query = query.where(OutboxMessage.status == status)
-    return db.session.scalars(query).all()
+        filters.append(OutboxMessage.status == status)
+    if kind:
+        filters.append(OutboxMessage.kind == kind)
+    if recipient.strip():
+        filters.append(
+            func.lower(OutboxMessage.recipients).like(_like(recipient.strip().lower()), escape="\\")
+        )
+    total = db.session.scalar(select(func.count(OutboxMessage.id)).where(*filters)) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 1), pages)
+    messages = db.session.scalars(
+        select(OutboxMessage)
+        .where(*filters)
+        .order_by(OutboxMessage.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return OutboxPage(messages, total, page, per_page)
+
+
+def outbox_kinds() -> list[str]:
+    """Return the kinds of message the outbox holds, for the filter."""
+    return list(
+        db.session.scalars(select(OutboxMessage.kind).distinct().order_by(OutboxMessage.kind))
+    )
 
 
 def employers() -> Sequence[Employer]:

@@ -1,48 +1,41 @@
-"""The background mail worker: sends the outbox and runs the periodic mail jobs.
+"""The background worker: runs the periodic jobs that are due and sends the outbox.
 
 The deployed service runs it as a daemon thread started by ``create_app`` when
-``MAIL_WORKER`` is on (``make run`` turns it on); ``flask mail worker`` runs the same
-loop in the foreground for deployments that prefer a separate process. Several
-workers at once are safe: each outbox message is claimed before it is sent, and
-reminders are deduplicated.
+``MAIL_WORKER`` is on (``make run`` turns it on); ``flask worker`` (or its old name
+``flask mail worker``) runs the same loop in the foreground for deployments that prefer
+a separate process. Several workers at once are safe: each job run and each outbox
+message is claimed before it is done (see ``booking/jobs.py`` and docs/jobs.md).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from flask import Flask
 
-from . import bookings, notifications
+from . import jobs, notifications
 from .extensions import db
 
 log = logging.getLogger(__name__)
 
-# Offers expire on the hour they are due, give or take this; reminders are deduplicated.
-JOBS_EVERY_SECONDS = 900
 
-
-def run_jobs() -> int:
-    """Expire waiting-list offers and queue reminders; return how many reminders were queued."""
-    bookings.expire_offers()
-    return notifications.queue_reminders()
+def run_round(worker: str) -> None:
+    """Run the jobs that are due, then deliver due mail."""
+    jobs.run_due_jobs(worker=worker)
+    notifications.send_due()
 
 
 def run_worker(app: Flask, stop: threading.Event, *, interval: float) -> None:
-    """Send due mail every ``interval`` seconds and run the jobs every 15 minutes, until stopped."""
-    next_jobs = 0.0
+    """Run a round every ``interval`` seconds until stopped."""
+    worker = jobs.worker_name()
     while not stop.is_set():
         with app.app_context():
             try:
-                if time.monotonic() >= next_jobs:
-                    run_jobs()
-                    next_jobs = time.monotonic() + JOBS_EVERY_SECONDS
-                notifications.send_due()
+                run_round(worker)
             except Exception:  # the loop must outlive a database or SMTP hiccup
                 db.session.rollback()
-                log.exception("mail worker round failed; trying again later")
+                log.exception("worker round failed; trying again later")
             finally:
                 db.session.remove()
         stop.wait(interval)
@@ -55,7 +48,7 @@ def start_worker(app: Flask) -> tuple[threading.Event, threading.Thread]:
         target=run_worker,
         args=(app, stop),
         kwargs={"interval": float(app.config["MAIL_WORKER_INTERVAL"])},
-        name="mail-worker",
+        name="worker",
         daemon=True,
     )
     thread.start()

@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, request, url_for
 from flask_login import current_user
 
-from booking.models import LONDON
+from booking.jobs import register_job
+from booking.models import LONDON, EmployerOption
 
 DEFAULTS: dict[str, Any] = {
     # Days between reminders for one overdue invoice.
@@ -42,6 +43,13 @@ def _in_london(moment: datetime) -> datetime:
     return moment.astimezone(LONDON)
 
 
+def _send_reminders() -> str:
+    # Like init_app's imports: invoicing's modules load once the app has the plug-in.
+    from .services import send_reminders
+
+    return f"{send_reminders()} overdue-invoice reminder(s) queued."
+
+
 def init_app(app: Flask) -> None:
     """Attach invoicing's settings, pages, webhook, commands and navigation to the app."""
     for key, value in DEFAULTS.items():
@@ -52,6 +60,13 @@ def init_app(app: Flask) -> None:
     from .views import bp
 
     app.register_blueprint(bp)
+    register_job(
+        app,
+        "invoice_reminders",
+        title="Remind employers of overdue invoices",
+        every=timedelta(days=1),
+        run=_send_reminders,
+    )
     app.add_template_filter(format_pence, "pence")
     app.add_template_filter(_in_london, "london")
     app.cli.add_command(invoicing_cli)
@@ -67,6 +82,9 @@ def init_app(app: Flask) -> None:
             }.get(current_user.role.value)
             if endpoint is None:
                 return []
+            employer = current_user.employer
+            if employer is not None and employer.option is not EmployerOption.TRAINING_ONLY:
+                return []  # Option 1 employers are not invoiced
             current = request.blueprint == "invoicing"
             return [{"href": url_for(endpoint), "text": "Invoices", "current": current}]
 

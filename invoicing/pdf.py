@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import current_app
@@ -16,6 +17,8 @@ from .services import format_pence, vat_label
 
 # DejaVu covers names outside Latin-1; without it the core Helvetica font still has "£".
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+# fontTools, which fpdf2 uses to embed DejaVu, logs about twenty INFO lines per document.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 class _Document(FPDF):

@@ -183,7 +183,9 @@ def set_purchase_order(employer: Employer, po_number: str, *, by: User | None = 
         raise InvalidInput("Enter the purchase order number.", field="po_number")
     employer.po_number = value
     db.session.commit()
-    log.info("employer %s PO number set by user %s", employer.id, by.id if by else None)
+    log.info(
+        "employer %s PO number set %s", employer.id, f"by user {by.id}" if by else "by a command"
+    )
 
 
 def employers_awaiting_po() -> Sequence[Employer]:

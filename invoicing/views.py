@@ -21,7 +21,7 @@ from flask_login import current_user
 from booking import catalogue
 from booking.extensions import csrf, db
 from booking.forms import ConfirmForm
-from booking.models import Employer, Programme, Role, london_today
+from booking.models import Employer, EmployerOption, Programme, Role, london_today
 from booking.views import form_status, refusals_shown_on, require_role
 
 from . import gateway, pdf, reports, services, stripe_sync, webhooks
@@ -74,6 +74,7 @@ def _employer_page(form: PurchaseOrderForm) -> ResponseReturnValue:
         "invoicing/employer_list.html",
         overview=reports.invoices_for(current_user.employer_id),
         employer=current_user.employer,
+        invoiced=current_user.employer.option is EmployerOption.TRAINING_ONLY,
         form=form,
         today=london_today(),
     ), form_status(form)
@@ -83,8 +84,8 @@ def _employer_page(form: PurchaseOrderForm) -> ResponseReturnValue:
 @require_role(Role.EMPLOYER_CONTACT)
 def employer_purchase_order() -> ResponseReturnValue:
     employer = current_user.employer
-    if employer is None:
-        abort(403)
+    if employer is None or employer.option is not EmployerOption.TRAINING_ONLY:
+        abort(403)  # Option 1 employers are not invoiced, so have no purchase order to give
     form = PurchaseOrderForm()
     if form.validate_on_submit():
         with refusals_shown_on(form):

@@ -39,11 +39,13 @@ def start(programme_id: int) -> ResponseReturnValue:
             return redirect(
                 url_for("allocation.proposal", programme_id=programme.id, proposal_id=proposal.id)
             )
+    proposals = service.proposals_for(programme)
     return render_template(
         "allocation/start.html",
         programme=programme,
         form=form,
-        proposals=service.proposals_for(programme),
+        proposals=proposals,
+        stale=service.stale_proposal_ids(proposals),
     ), form_status(form)
 
 

@@ -24,6 +24,7 @@ from ..models import (
     AttendanceStatus,
     Course,
     Employer,
+    JobRun,
     OutboxMessage,
     Programme,
     Role,
@@ -265,6 +266,7 @@ def _register_page(
     problems: list[tuple[int, str]] | None = None,
     result: service.ImportResult | None = None,
     row_errors: dict[int, str] | None = None,
+    submitted: dict[int, SubmittedRow] | None = None,
     status: int = 200,
 ) -> ResponseReturnValue:
     unmatched = service.unmatched_attendees(session)
@@ -281,8 +283,10 @@ def _register_page(
         problems=problems or [],
         result=result,
         unmatched=unmatched,
+        kept_manual=service.kept_manual_marks(session),
         resolve_forms=resolve_forms,
         row_errors=row_errors or {},
+        submitted=submitted or {},
         is_open=service.utcnow() >= opens and not session.is_cancelled,
         opens=opens,
         session_minutes=service.session_minutes(session),
@@ -295,24 +299,45 @@ def register(session_id: int) -> ResponseReturnValue:
     session = db.get_or_404(Session, session_id)
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
         return _register_page(session)
-    changes, row_errors = _read_register(session)
+    changes, row_errors, submitted = _read_register(session)
+    row_errors = row_errors or service.mark_problems(session, changes)
     if row_errors:
-        return _register_page(session, row_errors=row_errors, status=400)
+        # Everything typed stays on the page, with each problem next to its row.
+        return _register_page(session, row_errors=row_errors, submitted=submitted, status=400)
     saved = service.record_marks(session, changes, by=current_user)
     flash(f"Register saved: {saved} mark{'' if saved == 1 else 's'} changed.", "success")
     return redirect(url_for("attendance.register", session_id=session.id))
 
 
-def _read_register(session: Session) -> tuple[list[service.MarkChange], dict[int, str]]:
+@dataclass(frozen=True)
+class SubmittedRow:
+    """One register row as the coordinator sent it, to show again if anything is refused."""
+
+    mark: str
+    minutes: str
+    was: str
+    version: str
+
+
+def _read_register(
+    session: Session,
+) -> tuple[list[service.MarkChange], dict[int, str], dict[int, SubmittedRow]]:
     """Read the rows a coordinator changed; each row says which version it was loaded at."""
     changes: list[service.MarkChange] = []
     errors: dict[int, str] = {}
+    submitted: dict[int, SubmittedRow] = {}
     for row in service.register_rows(session):
         nqsw_id = row.nqsw.id
         if f"was-{nqsw_id}" not in request.form:
             continue  # added to the register after this page was loaded
         mark_value = request.form.get(f"mark-{nqsw_id}", "")
         minutes_text = request.form.get(f"minutes-{nqsw_id}", "").strip()
+        submitted[nqsw_id] = SubmittedRow(
+            mark_value,
+            minutes_text,
+            request.form.get(f"was-{nqsw_id}", ""),
+            request.form.get(f"version-{nqsw_id}", ""),
+        )
         if request.form.get(f"was-{nqsw_id}") == f"{mark_value}|{minutes_text}":
             continue  # unchanged on this page
         if not mark_value:
@@ -330,7 +355,7 @@ def _read_register(session: Session) -> tuple[list[service.MarkChange], dict[int
                 int(version_text) if version_text.isdigit() else None,
             )
         )
-    return changes, errors
+    return changes, errors, submitted
 
 
 @bp.post("/sessions/<int:session_id>/import")
@@ -385,6 +410,7 @@ def alerts() -> ResponseReturnValue:
         messages=service.alert_messages(programme),
         form=ConfirmForm(),
         tz=LONDON,
+        alerts_run=db.session.get(JobRun, "attendance_alerts"),
     )
 
 

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
-from .. import accounts, bookings, catalogue, enrolment, notifications, oversight
+from .. import (
+    accounts,
+    attendance,
+    bookings,
+    catalogue,
+    enrolment,
+    jobs,
+    notifications,
+    outreach,
+    oversight,
+)
+from ..audit.services import record
+from ..errors import BookingError
 from ..extensions import db
 from ..forms import (
     BookForSomeoneForm,
@@ -25,6 +47,7 @@ from ..forms import (
     NQSWDetailsForm,
     ProgrammeForm,
     SessionForm,
+    SessionMessageForm,
 )
 from ..models import (
     LONDON,
@@ -35,6 +58,7 @@ from ..models import (
     CourseLength,
     Employer,
     EmployerOption,
+    MessageAudience,
     MessageStatus,
     OutboxMessage,
     Programme,
@@ -42,7 +66,7 @@ from ..models import (
     Session,
     london_to_utc,
 )
-from . import form_status, refusals_shown_on, require_role
+from . import attach_error, form_status, refusals_shown_on, require_role
 
 bp = Blueprint("coordinator", __name__, url_prefix="/coordinator")
 
@@ -361,6 +385,7 @@ def _session_page(session: Session, form: BookForSomeoneForm) -> Any:
         session=session,
         bookings=oversight.session_bookings(session),
         waiting=oversight.session_waitlist(session),
+        messages=outreach.session_messages(session),
         form=form,
         confirm=ConfirmForm(),
     ), form_status(form)
@@ -390,9 +415,26 @@ def book_for_someone(session_id: int) -> ResponseReturnValue:
         if nqsw is None:
             form.nqsw_id.errors = ["Choose an NQSW"]
         else:
-            with refusals_shown_on(form):
-                bookings.book_place(nqsw, found, by=current_user, source=BookingSource.COORDINATOR)
-                flash(f"{nqsw.name} is booked on this session.", "success")
+            try:
+                booking = bookings.book_place(
+                    nqsw,
+                    found,
+                    by=current_user,
+                    source=BookingSource.COORDINATOR,
+                    override_reason=form.override_reason.data or "",
+                )
+            except BookingError as error:
+                db.session.rollback()
+                if error.overridable:
+                    error = BookingError(
+                        f"{error.message} To book {nqsw.name} anyway, say why in the reason "
+                        "for an exception.",
+                        field="override_reason",
+                    )
+                attach_error(form, error)
+            else:
+                exception = " as an exception" if booking.override_reason else ""
+                flash(f"{nqsw.name} is booked on this session{exception}.", "success")
                 return redirect(url_for("coordinator.session", session_id=found.id))
     return _session_page(found, form)
 
@@ -434,7 +476,12 @@ def cancel_session(session_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         with refusals_shown_on(form):
             told = bookings.cancel_session(found, reason=form.reason.data or "", by=current_user)
-            flash(f"The session is cancelled; {told} people were told.", "success")
+            people = (
+                "nobody was booked or waiting"
+                if not told
+                else ("1 person was told" if told == 1 else f"{told} people were told")
+            )
+            flash(f"The session is cancelled; {people}.", "success")
             return redirect(url_for("coordinator.session", session_id=found.id))
     return _form_page(
         form,
@@ -445,6 +492,106 @@ def cancel_session(session_id: int) -> ResponseReturnValue:
         "and the course's other dates.",
         warning=True,
     )
+
+
+@bp.route("/sessions/<int:session_id>/message", methods=["GET", "POST"])
+def message_session(session_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(Session, session_id)
+    form = SessionMessageForm()
+    sizes = outreach.audience_sizes(found)
+    form.audience.choices = [
+        SelectChoice(a.value, f"{a.label} ({sizes[a]})") for a in MessageAudience
+    ]
+    if request.method == "GET":
+        form.form_token.data = secrets.token_urlsafe(24)
+    if form.validate_on_submit():
+        with refusals_shown_on(form):
+            sent = outreach.message_session(
+                found,
+                audience=MessageAudience(form.audience.data),
+                subject=form.subject.data or "",
+                body=form.body.data or "",
+                by=current_user,
+                form_token=form.form_token.data or "",
+            )
+            people = "1 person" if sent.recipients == 1 else f"{sent.recipients} people"
+            flash(f"Your message is in the outbox for {people}.", "success")
+            return redirect(url_for("coordinator.session", session_id=found.id))
+    return render_template(
+        "coordinator/session_message.html", session=found, form=form
+    ), form_status(form)
+
+
+@bp.get("/sessions/<int:session_id>/sign-in-sheet")
+def sign_in_sheet(session_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(Session, session_id)
+    return render_template(
+        "coordinator/sign_in_sheet.html", session=found, bookings=outreach.attendees(found)
+    )
+
+
+@bp.get("/sessions/<int:session_id>/attendees.csv")
+def attendees_csv(session_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(Session, session_id)
+    name = f"attendees-{found.course.code}-{found.local_date.isoformat()}.csv"
+    return Response(
+        outreach.attendee_csv(found),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/courses/<int:course_id>/needs")
+def still_needs(course_id: int) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    return render_template(
+        "coordinator/still_needs.html",
+        course=course,
+        needs=outreach.still_needs(course),
+        form=ConfirmForm(),
+    )
+
+
+@bp.post("/courses/<int:course_id>/needs/<int:nqsw_id>/offer")
+def offer_next_date(course_id: int, nqsw_id: int) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    found = db.get_or_404(NQSW, nqsw_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            entry = outreach.offer_next_date(course, found, by=current_user)
+        except BookingError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+        else:
+            assert entry.offer_expires_at is not None
+            flash(
+                f"{found.name} is offered {course.title} on "
+                f"{entry.session.local_start:%A %-d %B}; the place is held for them until "
+                f"{entry.offer_expires_at.astimezone(LONDON):%H:%M on %-d %B}.",
+                "success",
+            )
+    return redirect(url_for("coordinator.still_needs", course_id=course.id))
+
+
+@bp.post("/courses/<int:course_id>/needs/offer-all")
+def offer_everyone(course_id: int) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    if ConfirmForm().validate_on_submit():
+        offered, refused = 0, []
+        for need in outreach.still_needs(course):
+            if need.offer is not None:
+                continue
+            try:
+                outreach.offer_next_date(course, need.nqsw, by=current_user)
+                offered += 1
+            except BookingError as error:
+                db.session.rollback()
+                refused.append(f"{need.nqsw.name}: {error.message}")
+        message = f"{offered} offer{'' if offered == 1 else 's'} sent."
+        if refused:
+            message += " Not offered: " + " ".join(refused)
+        flash(message, "error" if refused else "success")
+    return redirect(url_for("coordinator.still_needs", course_id=course.id))
 
 
 # NQSWs -----------------------------------------------------------------------------------
@@ -466,9 +613,29 @@ def nqsws(programme_id: int) -> ResponseReturnValue:
 @bp.get("/nqsws/<int:nqsw_id>")
 def nqsw(nqsw_id: int) -> ResponseReturnValue:
     found = db.get_or_404(NQSW, nqsw_id)
+    now = bookings.utcnow()
+    plan = bookings.training_plan(found, now=now)
     return render_template(
-        "coordinator/nqsw.html", nqsw=found, plan=bookings.training_plan(found), form=ConfirmForm()
+        "coordinator/nqsw.html",
+        nqsw=found,
+        plan=plan,
+        form=ConfirmForm(),
+        past=attendance.started_outcomes([c.booking for c in plan.courses if c.booking], now=now),
+        cancelled=bookings.cancelled_by_programme(found),
     )
+
+
+def _refuse_if_started(booking: Booking) -> ResponseReturnValue | None:
+    """Send a past booking back to the NQSW's page: it can no longer be cancelled or moved."""
+    if booking.session.starts_at > bookings.utcnow():
+        return None
+    flash(
+        f"{booking.session.course.title} on {booking.session.local_start:%A %-d %B %Y} has "
+        f"already started, so {booking.nqsw.name}'s place can no longer be cancelled or moved. "
+        "Record what happened on the register.",
+        "info",
+    )
+    return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
 
 
 @bp.route("/nqsws/<int:nqsw_id>/edit", methods=["GET", "POST"])
@@ -507,8 +674,11 @@ def book_nqsw(nqsw_id: int, session_id: int) -> ResponseReturnValue:
 @bp.route("/bookings/<int:booking_id>/move", methods=["GET", "POST"])
 def move_booking(booking_id: int) -> ResponseReturnValue:
     booking = db.get_or_404(Booking, booking_id)
+    if (refused := _refuse_if_started(booking)) is not None:
+        return refused
     plan = bookings.training_plan(booking.nqsw)
     options = next(c.options for c in plan.courses if c.course.id == booking.course_id)
+    others = [s for s in options if s.id != booking.session_id]
     form = MoveForm()
     form.session_id.choices = [
         SelectChoice(
@@ -516,8 +686,8 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
             f"{s.local_start:%A %-d %B %Y, %H:%M}–{s.local_end:%H:%M}"
             f" ({s.places_left} places left)",
         )
-        for s in options
-        if s.id != booking.session_id
+        for s in others
+        if s.places_left > 0
     ]
     if form.validate_on_submit():
         target = db.get_or_404(Session, form.session_id.data)
@@ -527,12 +697,19 @@ def move_booking(booking_id: int) -> ResponseReturnValue:
             )
             flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
             return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
-    return render_template("coordinator/move.html", booking=booking, form=form), form_status(form)
+    return render_template(
+        "coordinator/move.html",
+        booking=booking,
+        form=form,
+        full=[s for s in others if s.places_left == 0],
+    ), form_status(form)
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])
 def cancel_booking(booking_id: int) -> ResponseReturnValue:
     booking = db.get_or_404(Booking, booking_id)
+    if (refused := _refuse_if_started(booking)) is not None:
+        return refused
     form = ConfirmForm()
     if form.validate_on_submit():
         bookings.cancel_booking(booking, by=current_user)
@@ -563,11 +740,24 @@ def withdraw_nqsw(nqsw_id: int) -> ResponseReturnValue:
 def outbox() -> ResponseReturnValue:
     status = request.args.get("status")
     chosen = MessageStatus(status) if status in {s.value for s in MessageStatus} else None
+    kinds = oversight.outbox_kinds()
+    kind = request.args.get("kind", "")
+    recipient = request.args.get("to", "")[:200]
+    found = oversight.outbox_page(
+        status=chosen,
+        kind=kind if kind in kinds else "",
+        recipient=recipient,
+        page=request.args.get("page", 1, type=int) or 1,
+    )
     return render_template(
         "coordinator/outbox.html",
-        messages=oversight.outbox_messages(status=chosen),
+        found=found,
+        messages=found.messages,
         counts=oversight.outbox_counts(),
         chosen=chosen,
+        kinds=kinds,
+        kind=kind if kind in kinds else "",
+        recipient=recipient,
     )
 
 
@@ -586,3 +776,37 @@ def resend(message_id: int) -> ResponseReturnValue:
         notifications.resend(found)
         flash("The message is back in the queue and will be sent again.", "success")
     return redirect(url_for("coordinator.message", message_id=found.id))
+
+
+# Periodic jobs ---------------------------------------------------------------------------
+
+
+@bp.get("/jobs/")
+def job_list() -> ResponseReturnValue:
+    return render_template("coordinator/jobs.html", states=jobs.job_states(), form=ConfirmForm())
+
+
+@bp.post("/jobs/<name>/run")
+def run_job(name: str) -> ResponseReturnValue:
+    job = jobs.find_job(name)
+    if job is None:
+        abort(404)
+    if ConfirmForm().validate_on_submit():
+        outcome = jobs.run_job(name, trigger=f"coordinator {current_user.id}", force=True)
+        if outcome is None:
+            flash(
+                f"“{job.title}” is running in the worker right now; it was not run twice.", "info"
+            )
+        else:
+            record(
+                "job.run",
+                ("job_run", None),
+                actor=current_user,
+                after={"job": name, "ok": outcome.ok},
+            )
+            db.session.commit()
+            if outcome.ok:
+                flash(f"“{job.title}” ran: {outcome.result}", "success")
+            else:
+                flash(f"“{job.title}” failed: {outcome.error}", "error")
+    return redirect(url_for("coordinator.job_list"))

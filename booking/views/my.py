@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from wtforms import SelectChoice
 
+from .. import attendance
 from .. import bookings as service
 from ..extensions import db
 from ..forms import ConfirmForm, MoveForm
@@ -41,9 +42,28 @@ def _own_entry(entry_id: int) -> WaitlistEntry:
 @require_role(Role.NQSW)
 def training() -> ResponseReturnValue:
     nqsw = _me()
+    now = service.utcnow()
+    plan = service.training_plan(nqsw, now=now)
     return render_template(
-        "my/training.html", nqsw=nqsw, plan=service.training_plan(nqsw), form=ConfirmForm()
+        "my/training.html",
+        nqsw=nqsw,
+        plan=plan,
+        form=ConfirmForm(),
+        past=attendance.started_outcomes([c.booking for c in plan.courses if c.booking], now=now),
+        cancelled=service.cancelled_by_programme(nqsw),
     )
+
+
+def _refuse_if_started(booking: Booking) -> ResponseReturnValue | None:
+    """Send a past booking back to the plan: it can no longer be cancelled or moved."""
+    if booking.session.starts_at > service.utcnow():
+        return None
+    flash(
+        f"{booking.session.course.title} on {booking.session.local_start:%A %-d %B %Y} "
+        "has already started, so your place can no longer be cancelled or moved.",
+        "info",
+    )
+    return redirect(url_for("my.training"))
 
 
 @bp.post("/sessions/<int:session_id>/book")
@@ -60,6 +80,8 @@ def book(session_id: int) -> ResponseReturnValue:
 @require_role(Role.NQSW)
 def cancel(booking_id: int) -> ResponseReturnValue:
     booking = _own_booking(booking_id)
+    if (refused := _refuse_if_started(booking)) is not None:
+        return refused
     form = ConfirmForm()
     if form.validate_on_submit():
         service.cancel_booking(booking, by=current_user)
@@ -76,8 +98,11 @@ def cancel(booking_id: int) -> ResponseReturnValue:
 @require_role(Role.NQSW)
 def move(booking_id: int) -> ResponseReturnValue:
     booking = _own_booking(booking_id)
+    if (refused := _refuse_if_started(booking)) is not None:
+        return refused
     plan = service.training_plan(_me())
-    options = next(c.options for c in plan.courses if c.course.id == booking.course_id)
+    item = next(c for c in plan.courses if c.course.id == booking.course_id)
+    others = [s for s in item.options if s.id != booking.session_id]
     form = MoveForm()
     form.session_id.choices = [
         SelectChoice(
@@ -85,15 +110,21 @@ def move(booking_id: int) -> ResponseReturnValue:
             f"{s.local_start:%A %-d %B %Y, %H:%M}–{s.local_end:%H:%M}"
             f" ({s.places_left} places left)",
         )
-        for s in options
-        if s.id != booking.session_id and s.places_left > 0
+        for s in others
+        if s.places_left > 0
     ]
     if form.validate_on_submit():
         target = db.get_or_404(Session, form.session_id.data)
         service.move_booking(booking, target, by=current_user)
         flash(f"Moved to {target.local_start:%A %-d %B %Y}.", "success")
         return redirect(url_for("my.training"))
-    return render_template("my/move.html", booking=booking, form=form), form_status(form)
+    return render_template(
+        "my/move.html",
+        booking=booking,
+        form=form,
+        full=[s for s in others if s.places_left == 0],
+        waiting={e.session_id for e in item.waiting},
+    ), form_status(form)
 
 
 @bp.post("/sessions/<int:session_id>/wait")
@@ -129,4 +160,4 @@ def offer(entry_id: int) -> ResponseReturnValue:
         service.accept_offer(entry)
         flash(f"You are booked on {entry.session.course.title}.", "success")
         return redirect(url_for("my.training"))
-    return render_template("my/offer.html", entry=entry, form=form)
+    return render_template("my/offer.html", entry=entry, form=form, now=service.utcnow())

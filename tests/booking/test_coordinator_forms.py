@@ -275,7 +275,7 @@ def test_add_a_winter_session_keeps_gmt(signed_in, make_course):
     ("change", "field", "message"),
     [
         ({"end_time": "09:00"}, "end_time", "The session must end after it starts."),
-        ({"capacity": "-1"}, "capacity", "Between 0 and 1000"),
+        ({"capacity": "-1"}, "capacity", "Enter a number of places from 1 to 1000"),
         ({"joining_url": "not a link"}, "joining_url", "Enter a full web address"),
         ({"start_time": ""}, "start_time", "Enter the start time, like 09:30"),
     ],
