@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -148,32 +149,53 @@ class Problem:
     @cached_property
     def requests(self) -> tuple[Request, ...]:
         """Return every (learner, course) request with its statically eligible sessions."""
+        # Sessions of each course (and of each course and group) in start order, with
+        # their days beside them, so each learner's year is two bisections, not a scan.
         by_course: dict[str, list[int]] = {c.id: [] for c in self.courses}
         for i, s in enumerate(self.sessions):
             by_course[s.course].append(i)
+        by_group: dict[tuple[str, str | None], list[int]] = {}
         for ids in by_course.values():
             ids.sort(key=lambda i: (self.sessions[i].start, i))
+            for i in ids:
+                by_group.setdefault((self.sessions[i].course, self.sessions[i].group), []).append(i)
+        days_of = {
+            key: [self.sessions[i].day for i in ids]
+            for key, ids in [*by_course.items(), *by_group.items()]
+        }
+
+        def within(key: Any, ids: list[int], first: date, last: date) -> list[int]:
+            days = days_of[key]
+            return ids[bisect_left(days, first) : bisect_right(days, last)]
+
+        order = {i: k for ids in by_course.values() for k, i in enumerate(ids)}
+        day = [s.day for s in self.sessions]
         out: list[Request] = []
         for li, learner in enumerate(self.learners):
             for course in learner.requests:
                 offered = by_course[course]
-                in_year = [
-                    i for i in offered if learner.start <= self.sessions[i].day <= learner.end
-                ]
-                open_ = [
-                    i
-                    for i in in_year
-                    if self.sessions[i].group is None or self.sessions[i].group in learner.groups
-                ]
-                eligible = [
-                    i
-                    for i in open_
-                    if not any(self.sessions[i].day in r for r in learner.unavailable)
-                ]
+                in_year = within(course, offered, learner.start, learner.end)
+                open_: list[int] = []
+                for group in (None, *sorted(learner.groups)):
+                    members = by_group.get((course, group))
+                    if members:
+                        open_ += within((course, group), members, learner.start, learner.end)
+                if len(open_) > 1:
+                    open_.sort(key=order.__getitem__)
+                eligible = open_
+                if learner.unavailable:
+                    eligible = [
+                        i
+                        for i in open_
+                        if not any(r.start <= day[i] <= r.end for r in learner.unavailable)
+                    ]
                 listed = learner.preferences.get(course, ())
-                rank = {self.session_index[sid]: k for k, sid in enumerate(listed)}
-                # Stable sort keeps start-time order among unlisted sessions.
-                eligible.sort(key=lambda i: rank.get(i, len(listed)))
+                costs = [len(listed)] * len(eligible)
+                if listed:
+                    rank = {self.session_index[sid]: k for k, sid in enumerate(listed)}
+                    # Stable sort keeps start-time order among unlisted sessions.
+                    eligible.sort(key=lambda i: rank.get(i, len(listed)))
+                    costs = [rank.get(i, len(listed)) for i in eligible]
                 fixed = learner.fixed.get(course)
                 out.append(
                     Request(
@@ -181,7 +203,7 @@ class Problem:
                         course=course,
                         fixed=None if fixed is None else self.session_index[fixed],
                         sessions=tuple(eligible),
-                        costs=tuple(rank.get(i, len(listed)) for i in eligible),
+                        costs=tuple(costs),
                         offered=len(offered),
                         in_year=len(in_year),
                         open_to_learner=len(open_),

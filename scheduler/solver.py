@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,7 @@ from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from scheduler.baseline import greedy_ledger
-from scheduler.bounds import Candidates, candidates, cost_bound, placed_bound
+from scheduler.bounds import Candidates, candidates, cost_bound
 from scheduler.check import violations
 from scheduler.ledger import Ledger
 from scheduler.problem import Allocation, Problem
@@ -94,10 +95,17 @@ PLACEMENT_WEIGHT = 100
 class Progress:
     """A report from a running solve, in whole-problem figures."""
 
-    phase: str  # "placements" or "preferences"
-    objective: float
-    bound: float
-    seconds: float
+    phase: str  # "placements" or "preferences": which figure is being improved now
+    objective: float  # placements or preference cost, after ``phase``
+    bound: float  # the proved bound on that figure so far
+    seconds: float  # since the run began
+    placed: int = 0
+    placed_bound: int = 0
+    preference_cost: int = 0
+    cost_bound: int = 0  # the least cost at these placements, proved so far
+    greedy_placed: int = 0  # first come, first served, for comparison
+    greedy_cost: int = 0
+    time_limit: float = 0.0
 
 
 ProgressFn = Callable[[Progress], None]
@@ -172,15 +180,17 @@ class _Context:
                     used[w] = used.get(w, 0) + self.units[req.fixed]
         self.learner_of = [problem.requests[ri].learner for ri in cand.requests]
         # Maximal sets of sessions live at one instant, found once for everyone.
-        order = sorted(range(len(problem.sessions)), key=lambda i: problem.sessions[i].start)
+        # One sweep over start times, keeping the sessions still running.
+        sessions = problem.sessions
+        starting: dict[Any, list[int]] = {}
+        for i, s in enumerate(sessions):
+            starting.setdefault(s.start, []).append(i)
         cliques: set[frozenset[int]] = set()
-        for i in order:
-            t = problem.sessions[i].start
-            live = frozenset(
-                j for j in order if problem.sessions[j].start <= t < problem.sessions[j].end
-            )
-            if len(live) > 1:
-                cliques.add(live)
+        running: list[int] = []
+        for t in sorted(starting):
+            running = [j for j in running if sessions[j].end > t] + starting[t]
+            if len(running) > 1:
+                cliques.add(frozenset(running))
         self.cliques = [c for c in cliques if not any(c < d for d in cliques)]
         self.cliques_of: dict[int, list[int]] = {}
         for k, c in enumerate(self.cliques):
@@ -314,7 +324,11 @@ def _batches(parts: list[_Part]) -> list[list[_Part]]:
 
 @dataclass
 class _Totals:
-    """Running whole-problem figures, so progress reports mean the same in every batch."""
+    """Where one task's progress goes: its own figures, posted to the run's board.
+
+    The functions below report part figures as ``base + value`` (the bases are 0 here);
+    the board adds every task's latest figures up into whole-problem progress.
+    """
 
     placed: int
     placed_bound: int
@@ -322,12 +336,99 @@ class _Totals:
     cost_bound: int
     began: float
     on_progress: ProgressFn | None
-    # Summed cost bounds hold for the whole problem only when every batch proved its count.
-    counts_proven: bool = True
+    board: _Board | None = None
+    task: int = 0
 
     def report(self, phase: str, objective: float, bound: float) -> None:
-        if self.on_progress is not None:
-            self.on_progress(Progress(phase, objective, bound, time.perf_counter() - self.began))
+        if self.board is not None:
+            self.board.post(self.task, phase, objective, bound)
+
+
+class _Board:
+    """Whole-problem progress from the latest figures of every task, safe across threads."""
+
+    def __init__(
+        self,
+        fixed: tuple[int, int],
+        tasks: Sequence[tuple[int, int, int]],
+        greedy: tuple[int, int],
+        began: float,
+        time_limit: float,
+        on_progress: ProgressFn | None,
+    ) -> None:
+        self.fixed = fixed
+        # Per task: [placed, placed bound, cost, cost bound], from greedy's answer.
+        self.figures = [[count, bound, cost, 0] for count, bound, cost in tasks]
+        self.greedy = greedy
+        self.began = began
+        self.time_limit = time_limit
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+
+    def post(self, task: int, phase: str, objective: float, bound: float) -> None:
+        with self.lock:
+            row = self.figures[task]
+            if phase == "placements":
+                row[0], row[1] = round(objective), max(round(objective), math.floor(bound))
+            else:
+                row[2], row[3] = round(objective), max(0, min(round(objective), math.ceil(bound)))
+            self.emit(phase)
+
+    def settle(self, task: int, out: _Outcome) -> None:
+        with self.lock:
+            self.figures[task] = [out.count, out.count_bound, out.cost, out.cost_bound]
+            self.emit("placements" if out.count < out.count_bound else "preferences")
+
+    def emit(self, phase: str) -> None:
+        if self.on_progress is None:
+            return
+        placed = self.fixed[0] + sum(r[0] for r in self.figures)
+        cost = self.fixed[1] + sum(r[2] for r in self.figures)
+        self.on_progress(
+            Progress(
+                phase=phase,
+                objective=placed if phase == "placements" else cost,
+                bound=self.fixed[0] + sum(r[1] for r in self.figures)
+                if phase == "placements"
+                else self.fixed[1] + sum(r[3] for r in self.figures),
+                seconds=time.perf_counter() - self.began,
+                placed=placed,
+                placed_bound=self.fixed[0] + sum(r[1] for r in self.figures),
+                preference_cost=cost,
+                cost_bound=self.fixed[1] + sum(r[3] for r in self.figures),
+                greedy_placed=self.greedy[0],
+                greedy_cost=self.greedy[1],
+                time_limit=self.time_limit,
+            )
+        )
+
+
+@dataclass
+class _Task:
+    """One independent part (or a few tiny ones) to solve within its share of the time."""
+
+    parts: list[_Part]
+    size: int
+    greedy: list[bool] = field(default_factory=list)
+    greedy_cost: int = 0
+    requests: int = 0
+    rows: _Rows | None = None
+    out: _Outcome | None = None
+    seconds: float = 0.0
+
+    @property
+    def proved(self) -> bool:
+        out = self.out
+        return out is not None and out.count >= out.count_bound and out.cost <= out.cost_bound
+
+
+def _reserve(problem: Problem) -> float:
+    """Return the seconds kept back for merging, checking and explaining the answer.
+
+    Measured on the benchmark families (benchmarks/RESULTS.md): about 25 µs per request
+    for the check and the reasons; the rest is margin for a loaded machine.
+    """
+    return 0.15 + 6e-5 * len(problem.requests)
 
 
 def solve(
@@ -337,90 +438,277 @@ def solve(
     workers: int = 2,
     on_progress: ProgressFn | None = None,
     engine: Engine = "mip",
+    began: float | None = None,
 ) -> Allocation:
     """Allocate to maximise placements, then minimise preference cost, within the rules.
 
-    ``workers`` is how many threads run at once: CP-SAT's search workers, or the
-    group MIPs of a split batch (``_linked``); every MIP model runs on one thread.
+    Never fewer placements nor a higher preference cost than first come, first served
+    (``scheduler.baseline``): each part starts from greedy's answer and only improves
+    on it. ``workers`` is how many parts (or group MIPs, or CP-SAT workers) run at once.
+    The whole call, building and explaining included, ends within ``time_limit``
+    seconds of ``began`` (a ``time.perf_counter()`` reading; default: now), so a
+    caller that loaded the problem first can count that time too.
     """
-    began = time.perf_counter()
-    # Leave time for checking the answer and explaining what stayed unplaced.
-    deadline = began + time_limit * 0.95 - 0.2
+    return solve_with_baseline(
+        problem,
+        time_limit=time_limit,
+        workers=workers,
+        on_progress=on_progress,
+        engine=engine,
+        began=began,
+    )[0]
+
+
+def solve_with_baseline(
+    problem: Problem,
+    *,
+    time_limit: float = 60.0,
+    workers: int = 2,
+    on_progress: ProgressFn | None = None,
+    engine: Engine = "mip",
+    began: float | None = None,
+) -> tuple[Allocation, Allocation]:
+    """Return ``solve``'s allocation and greedy's, both with the bounds the solve proved."""
+    began = time.perf_counter() if began is None else began
+    end = began + time_limit
     cand = candidates(problem)
     start = greedy_ledger(problem)
-    hint: dict[tuple[int, int], int] = {}
+    hint: set[tuple[int, int]] = set()
     for k, ri in enumerate(cand.requests):
         req = problem.requests[ri]
         held = start.held[req.learner].get(req.course)
         if held is not None:
-            hint[(k, held)] = 1
+            hint.add((k, held))
 
     ctx = _Context(problem, cand)
-    parts = _split(problem, cand)
-    batches = _batches(parts)
-    remaining = sum(len(p.variables) for p in parts) or 1
-    totals = _Totals(
-        cand.fixed_placed, cand.fixed_placed, cand.fixed_cost, cand.fixed_cost, began, on_progress
+    tasks = [
+        _Task(batch, sum(len(p.variables) for p in batch))
+        for batch in _batches(_split(problem, cand))
+    ]
+    for task in tasks:
+        variables = [v for p in task.parts for v in p.variables]
+        task.greedy = [(v.request, v.session) in hint for v in variables]
+        task.greedy_cost = sum(v.cost for v, on in zip(variables, task.greedy, strict=True) if on)
+        task.requests = len({v.request for v in variables})
+    greedy_figures = (start.placed(), start.preference_cost())
+    board = _Board(
+        (cand.fixed_placed, cand.fixed_cost),
+        [(sum(t.greedy), t.requests, t.greedy_cost) for t in tasks],
+        greedy_figures,
+        began,
+        time_limit,
+        on_progress,
     )
+    deadline = end - _reserve(problem)
+    _run_tasks(tasks, ctx, board, deadline, workers, engine)
+    # Time left by parts that finished early goes to those not yet proved.
+    hard = [t for t in tasks if not t.proved]
+    if hard and deadline - time.perf_counter() > 1.0:
+        _run_tasks(hard, ctx, board, deadline, workers, engine, again=True)
+
     chosen: dict[int, int] = {}
-    for batch in batches:
-        size = sum(len(p.variables) for p in batch)
-        budget = max(0.1, (deadline - time.perf_counter()) * size / remaining)
-        remaining -= size
-        rows = ctx.rows(batch)
-        hinted = [bool(hint.get((v.request, v.session))) for v in rows.vars]
-        if engine == "cp-sat":
-            out = _cpsat(rows, hinted, budget, workers, totals)
-        elif len(rows.vars) > LARGE_VARIABLES:
-            until = time.perf_counter() + budget
-            # When the batch does not split, or its LP fails, what time is left goes on.
-            out = _linked(rows, hinted, budget, totals, ctx, workers) or _large(
-                rows, hinted, max(0.1, until - time.perf_counter()), totals, ctx
-            )
-        else:
-            out = _mip(rows, hinted, budget, totals)
-        totals.placed += out.count
-        totals.placed_bound += out.count_bound
-        totals.cost += out.cost
-        totals.cost_bound += min(out.cost_bound, out.cost)
-        totals.counts_proven = totals.counts_proven and out.count == out.count_bound
+    count_bound = cand.fixed_placed
+    cost_bound_sum = cand.fixed_cost
+    counts_proven = True
+    for task in tasks:
+        out = task.out
+        assert out is not None and task.rows is not None
+        count_bound += out.count_bound
+        cost_bound_sum += min(out.cost_bound, out.cost)
+        counts_proven = counts_proven and out.count == out.count_bound
         chosen.update(
-            (v.request, v.session) for v, val in zip(rows.vars, out.values, strict=True) if val
+            (v.request, v.session) for v, val in zip(task.rows.vars, out.values, strict=True) if val
         )
 
     ledger = Ledger(problem)
     for k, si in chosen.items():
         ledger.place(problem.requests[cand.requests[k]], si)
-    # After a timeout a request may still fit somewhere; place it rather than report it.
+    placed_tasks = ledger.placed()
+    # After a timeout a request may still fit somewhere; place it rather than report it,
+    # as long as the cost stays within greedy's.
+    spare = greedy_figures[1] - ledger.preference_cost()
     for k, ri in enumerate(cand.requests):
         req = problem.requests[ri]
-        if req.course not in ledger.held[req.learner]:
-            ledger.try_place(req, cand.sessions[k])
+        if req.course in ledger.held[req.learner]:
+            continue
+        affordable = [
+            si for si, c in zip(cand.sessions[k], cand.costs[k], strict=True) if c <= spare
+        ]
+        took = ledger.try_place(req, affordable)
+        if took is not None:
+            spare -= cand.costs[k][cand.sessions[k].index(took)]
     placed, cost = ledger.placed(), ledger.preference_cost()
     broken = violations(problem, ledger.assignments())
     if broken:  # pragma: no cover - a solver bug; never hand out a wrong allocation
         log.error("solver answer breaks %d rules (first: %s); using greedy", len(broken), broken[0])
         placed, cost = -1, 0
-    if (placed, -cost) < (start.placed(), -start.preference_cost()):
-        ledger, placed, cost = start, start.placed(), start.preference_cost()
-    bound_placed = max(placed, min(totals.placed_bound, placed_bound(cand)))
-    if placed == totals.placed and totals.counts_proven:
-        bound_cost = totals.cost_bound
+    if placed < greedy_figures[0] or cost > greedy_figures[1]:
+        ledger, placed, cost = start, greedy_figures[0], greedy_figures[1]
+    bound_placed = max(placed, count_bound)
+    if placed == placed_tasks and counts_proven:
+        bound_cost = cost_bound_sum
     else:
         bound_cost = cost_bound(cand, placed)
     bound_cost = min(bound_cost, cost)
     optimal = placed == bound_placed and cost == bound_cost
-    return Allocation(
+    seconds = time.perf_counter() - began
+    result = Allocation(
         status="optimal" if optimal else "feasible",
         placed=placed,
         unplaced=len(problem.requests) - placed,
         preference_cost=cost,
         bound_placed=bound_placed,
         bound_preference_cost=bound_cost,
-        seconds=time.perf_counter() - began,
+        seconds=seconds,
         assignments=ledger.assignments(),
         unplaced_requests=unplaced_requests(problem, ledger),
         warnings=problem.fixed_warnings,
+    )
+    g_placed, g_cost = greedy_figures
+    g_bound_cost = min(g_cost, bound_cost) if g_placed == placed else min(g_cost, cand.fixed_cost)
+    baseline = Allocation(
+        status="optimal" if (g_placed, g_cost) == (bound_placed, g_bound_cost) else "feasible",
+        placed=g_placed,
+        unplaced=len(problem.requests) - g_placed,
+        preference_cost=g_cost,
+        bound_placed=bound_placed,
+        bound_preference_cost=g_bound_cost,
+        seconds=seconds,
+        assignments=start.assignments(),
+        unplaced_requests=unplaced_requests(problem, start)
+        if ledger is not start
+        else result.unplaced_requests,
+        warnings=problem.fixed_warnings,
+    )
+    log.info("solve: %.2f s of %.2f s", time.perf_counter() - began, time_limit)
+    return result, baseline
+
+
+def _run_tasks(
+    tasks: list[_Task],
+    ctx: _Context,
+    board: _Board,
+    deadline: float,
+    workers: int,
+    engine: Engine,
+    again: bool = False,
+) -> None:
+    """Solve the tasks on ``workers`` threads, biggest first, each within its share of time.
+
+    A task's share is the time the workers have left, less what running tasks were
+    promised, in proportion to its size among the tasks not yet started; so time a
+    task leaves unused flows on to the ones after it.
+    """
+    lock = threading.Lock()
+    queue = sorted(range(len(tasks)), key=lambda i: -tasks[i].size)
+    promised: dict[int, float] = {}
+    left = sum(tasks[i].size for i in queue) or 1
+    lanes = max(1, min(workers, len(queue)))
+    # With parts side by side each runs on one thread; a lone part gets them all.
+    inner = 1 if lanes > 1 else max(1, workers)
+
+    def take() -> tuple[int, float] | None:
+        nonlocal left
+        with lock:
+            if not queue:
+                return None
+            i = queue.pop(0)
+            now = time.perf_counter()
+            room = lanes * max(0.0, deadline - now)
+            room -= sum(max(0.0, u - now) for u in promised.values())
+            share = room * tasks[i].size / max(1, left)
+            left -= tasks[i].size
+            until = min(deadline, now + max(0.05, share))
+            promised[i] = until
+            return i, until
+
+    def work() -> None:
+        while (got := take()) is not None:
+            i, until = got
+            t0 = time.perf_counter()
+            _solve_task(tasks[i], i, ctx, board, until, engine, again, inner)
+            tasks[i].seconds += time.perf_counter() - t0
+            with lock:
+                promised.pop(i, None)
+
+    if lanes == 1:
+        work()
+        return
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        for job in [pool.submit(work) for _ in range(lanes)]:
+            job.result()
+
+
+def _solve_task(
+    task: _Task,
+    index: int,
+    ctx: _Context,
+    board: _Board,
+    until: float,
+    engine: Engine,
+    again: bool,
+    workers: int,
+) -> None:
+    """Solve (or, ``again``, keep improving) one task, never leaving it worse than greedy."""
+    totals = _Totals(0, 0, 0, 0, board.began, None, board, index)
+    if task.rows is None:
+        task.rows = ctx.rows(task.parts)
+    rows = task.rows
+    budget = max(0.05, until - time.perf_counter())
+    before = task.out
+    if before is not None:
+        # More time for a part not yet proved: carry on from its answer.
+        if len(rows.vars) > LARGE_VARIABLES or engine == "cp-sat":
+            values = _polish(rows, before.values, ctx, totals, before.count_bound, until, until)
+            out = _Outcome(
+                values, sum(values), before.count_bound, _cost(rows, values), before.cost_bound
+            )
+        else:
+            out = _mip(rows, before.values, budget, totals)
+            # Each cost bound holds for any count at least the one it was proved at.
+            out.count_bound = min(out.count_bound, before.count_bound)
+            out.cost_bound = min(out.cost, max(out.cost_bound, before.cost_bound))
+    elif engine == "cp-sat":
+        out = _cpsat(rows, task.greedy, budget, workers, totals)
+    elif len(rows.vars) > LARGE_VARIABLES:
+        out = _linked(rows, task.greedy, budget, totals, ctx, workers) or _large(
+            rows, task.greedy, max(0.05, until - time.perf_counter()), totals, ctx
+        )
+    else:
+        out = _mip(rows, task.greedy, budget, totals)
+    task.out = _dominant(rows, out, task, ctx, totals, until)
+    board.settle(index, task.out)
+
+
+def _dominant(
+    rows: _Rows, out: _Outcome, task: _Task, ctx: _Context, totals: _Totals, until: float
+) -> _Outcome:
+    """Return ``out``, or an answer no worse than greedy's on placements and on cost.
+
+    Greedy is the floor on both counts. An answer with more placements but a higher
+    cost is replaced by greedy's improved under a cost cap (greedy's own cost).
+    """
+    greedy = task.greedy
+    count, cost = sum(greedy), task.greedy_cost
+    if out.count >= count and out.cost <= cost:
+        return out
+    if out.count > count and time.perf_counter() < until - 0.5:
+        values = _improve(
+            rows,
+            greedy,
+            ctx.learner_of,
+            until,
+            lambda vs: totals.report("placements", sum(vs), out.count_bound),
+            out.count_bound,
+            cost_cap=cost,
+        )
+        if sum(values) >= count and _cost(rows, values) <= cost:
+            greedy = values
+    log.info("part kept within greedy's cost: %d placed, cost %d", sum(greedy), _cost(rows, greedy))
+    # A cost bound proved at a higher count says nothing about a lower one.
+    at = out.cost_bound if sum(greedy) >= out.count else 0
+    return _Outcome(
+        greedy, sum(greedy), out.count_bound, _cost(rows, greedy), min(at, _cost(rows, greedy))
     )
 
 
@@ -979,11 +1267,13 @@ def _improve(
     report: Callable[[list[bool]], None],
     count_bound: int,
     alone: Sequence[int] = (),
+    cost_cap: int | None = None,
 ) -> list[bool]:
     """Re-solve neighbourhoods of learners exactly, everyone else held, until ``until``.
 
     The learners in ``alone`` are re-solved one at a time first (placements, then
-    preference cost), in that order; then random neighbourhoods.
+    preference cost), in that order; then random neighbourhoods. With ``cost_cap``,
+    a change is kept only if the total preference cost stays within it.
     """
     values = list(values)
     n_amo = len(rows.amo)
@@ -1002,6 +1292,7 @@ def _improve(
     sessions = sorted(by_session)
     quiet = _Totals(0, 0, 0, 0, time.perf_counter(), None)
     rounds = better = 0
+    total = _cost(rows, values)
     queue = list(reversed(alone))
     while time.perf_counter() < until - 1:
         learners: set[int] = set()
@@ -1037,7 +1328,11 @@ def _improve(
             budget = min(3.0, until - time.perf_counter())
             after = _mip(sub, before, budget, quiet, lazy_cost=not polish).values
         rounds += 1
+        change = _cost(sub, after) - _cost(sub, before)
+        if cost_cap is not None and total + change > cost_cap:
+            continue
         if (sum(after), -_cost(sub, after)) > (sum(before), -_cost(sub, before)):
+            total += change
             better += 1
             for i, old, new in zip(group, before, after, strict=True):
                 if old != new:
