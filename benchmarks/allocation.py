@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT)
     parser.add_argument("-v", "--verbose", action="store_true", help="solver progress")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(relativeCreated)7.0f ms %(threadName)s %(name)s: %(message)s",
+    )
     logging.getLogger("scheduler").setLevel(logging.INFO if args.verbose else logging.ERROR)
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores,"

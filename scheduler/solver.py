@@ -79,6 +79,12 @@ BATCH_VARIABLES = 20000
 LARGE_VARIABLES = 40000
 # Above this many distinct learner shapes, skip the per-learner caps on the transport.
 PERSONAL_CLASSES = 3000
+# A MIP gets a part only with at least a second per this many variables: SCIP cannot be
+# stopped inside its root LP, which took 30 s for 30,000 variables on a loaded machine
+# (benchmarks/RESULTS.md); with less time the part is improved by local search.
+MIP_RATE = 3000
+# Column generation runs only when classes hold this many learners on average.
+CLASS_SIZE = 5
 # Learners re-solved together in each improvement step of a large batch.
 NEIGHBOURHOOD = 30
 # The group MIPs of ``_linked``: HiGHS solved every national region of two seeds in at
@@ -412,6 +418,7 @@ class _Task:
     greedy: list[bool] = field(default_factory=list)
     greedy_cost: int = 0
     requests: int = 0
+    capped: bool = True  # never above greedy's cost in this part
     rows: _Rows | None = None
     out: _Outcome | None = None
     seconds: float = 0.0
@@ -439,12 +446,16 @@ def solve(
     on_progress: ProgressFn | None = None,
     engine: Engine = "mip",
     began: float | None = None,
+    within_greedy_cost: bool = True,
 ) -> Allocation:
     """Allocate to maximise placements, then minimise preference cost, within the rules.
 
-    Never fewer placements nor a higher preference cost than first come, first served
-    (``scheduler.baseline``): each part starts from greedy's answer and only improves
-    on it. ``workers`` is how many parts (or group MIPs, or CP-SAT workers) run at once.
+    Never fewer placements than first come, first served (``scheduler.baseline``),
+    and with ``within_greedy_cost`` never a higher preference cost either: each part
+    starts from greedy's answer and only improves on it. Without it the objective is
+    purely lexicographic (a caller whose costs price moving a booked place wants
+    that: greedy moves nobody). ``workers`` is how many parts (or group MIPs, or
+    CP-SAT workers) run at once.
     The whole call, building and explaining included, ends within ``time_limit``
     seconds of ``began`` (a ``time.perf_counter()`` reading; default: now), so a
     caller that loaded the problem first can count that time too.
@@ -456,6 +467,7 @@ def solve(
         on_progress=on_progress,
         engine=engine,
         began=began,
+        within_greedy_cost=within_greedy_cost,
     )[0]
 
 
@@ -467,6 +479,7 @@ def solve_with_baseline(
     on_progress: ProgressFn | None = None,
     engine: Engine = "mip",
     began: float | None = None,
+    within_greedy_cost: bool = True,
 ) -> tuple[Allocation, Allocation]:
     """Return ``solve``'s allocation and greedy's, both with the bounds the solve proved."""
     began = time.perf_counter() if began is None else began
@@ -499,7 +512,10 @@ def solve_with_baseline(
         time_limit,
         on_progress,
     )
+    board.emit("placements")  # greedy's figures: the first progress to show
     deadline = end - _reserve(problem)
+    for task in tasks:
+        task.capped = within_greedy_cost
     _run_tasks(tasks, ctx, board, deadline, workers, engine)
     # Time left by parts that finished early goes to those not yet proved.
     hard = [t for t in tasks if not t.proved]
@@ -526,7 +542,7 @@ def solve_with_baseline(
     placed_tasks = ledger.placed()
     # After a timeout a request may still fit somewhere; place it rather than report it,
     # as long as the cost stays within greedy's.
-    spare = greedy_figures[1] - ledger.preference_cost()
+    spare: float = greedy_figures[1] - ledger.preference_cost() if within_greedy_cost else math.inf
     for k, ri in enumerate(cand.requests):
         req = problem.requests[ri]
         if req.course in ledger.held[req.learner]:
@@ -542,7 +558,9 @@ def solve_with_baseline(
     if broken:  # pragma: no cover - a solver bug; never hand out a wrong allocation
         log.error("solver answer breaks %d rules (first: %s); using greedy", len(broken), broken[0])
         placed, cost = -1, 0
-    if placed < greedy_figures[0] or cost > greedy_figures[1]:
+    if (placed, -cost) < (greedy_figures[0], -greedy_figures[1]) or (
+        within_greedy_cost and cost > greedy_figures[1]
+    ):
         ledger, placed, cost = start, greedy_figures[0], greedy_figures[1]
     bound_placed = max(placed, count_bound)
     if placed == placed_tasks and counts_proven:
@@ -626,8 +644,15 @@ def _run_tasks(
         while (got := take()) is not None:
             i, until = got
             t0 = time.perf_counter()
+            log.info("part %d (%d variables): %.1f s", i, tasks[i].size, until - t0)
             _solve_task(tasks[i], i, ctx, board, until, engine, again, inner)
             tasks[i].seconds += time.perf_counter() - t0
+            log.info(
+                "part %d done in %.1f s (%.1f s over)",
+                i,
+                time.perf_counter() - t0,
+                time.perf_counter() - until,
+            )
             with lock:
                 promised.pop(i, None)
 
@@ -658,7 +683,11 @@ def _solve_task(
     before = task.out
     if before is not None:
         # More time for a part not yet proved: carry on from its answer.
-        if len(rows.vars) > LARGE_VARIABLES or engine == "cp-sat":
+        if (
+            len(rows.vars) > LARGE_VARIABLES
+            or engine == "cp-sat"
+            or budget < len(rows.vars) / MIP_RATE
+        ):
             values = _polish(rows, before.values, ctx, totals, before.count_bound, until, until)
             out = _Outcome(
                 values, sum(values), before.count_bound, _cost(rows, values), before.cost_bound
@@ -670,7 +699,7 @@ def _solve_task(
             out.cost_bound = min(out.cost, max(out.cost_bound, before.cost_bound))
     elif engine == "cp-sat":
         out = _cpsat(rows, task.greedy, budget, workers, totals)
-    elif len(rows.vars) > LARGE_VARIABLES:
+    elif len(rows.vars) > LARGE_VARIABLES or budget < len(rows.vars) / MIP_RATE:
         out = _linked(rows, task.greedy, budget, totals, ctx, workers) or _large(
             rows, task.greedy, max(0.05, until - time.perf_counter()), totals, ctx
         )
@@ -692,7 +721,14 @@ def _dominant(
     count, cost = sum(greedy), task.greedy_cost
     if out.count >= count and out.cost <= cost:
         return out
-    if out.count > count and time.perf_counter() < until - 0.5:
+    if not task.capped and (out.count, -out.cost) >= (count, -cost):
+        return out
+    left = until - time.perf_counter()
+    if task.capped and out.count > count and left > len(rows.vars) / MIP_RATE:
+        capped = _mip(rows, greedy, left, totals, cost_cap=cost)
+        if capped.count >= count and capped.cost <= cost:
+            greedy = capped.values
+    elif task.capped and out.count > count and left > 0.5:
         values = _improve(
             rows,
             greedy,
@@ -796,15 +832,27 @@ def _run_mip(
 
 
 def _mip(
-    rows: _Rows, hint: list[bool], budget: float, totals: _Totals, lazy_cost: bool = False
+    rows: _Rows,
+    hint: list[bool],
+    budget: float,
+    totals: _Totals,
+    lazy_cost: bool = False,
+    cost_cap: int | None = None,
 ) -> _Outcome:
     """Solve a batch with SCIP, placements first, then preference cost.
 
     With ``lazy_cost`` the cost phase runs only when the hint's count cannot be beaten,
     which is what a neighbourhood search wants: more places first, cheaper ones after.
+    With ``cost_cap`` only answers costing at most that are allowed (the hint must be
+    one), so the count bound is then for those answers only.
     """
     t0 = time.perf_counter()
     solver, x, _ = _linear(rows, "SCIP", integer=True)
+    if cost_cap is not None:
+        cap = solver.Constraint(-solver.infinity(), cost_cap)
+        for xi, v in zip(x, rows.vars, strict=True):
+            if v.cost:
+                cap.SetCoefficient(xi, v.cost)
     _objective(solver, x, [1] * len(x), maximize=True)
     values, bound = _run_mip(solver, x, hint, budget * 0.6 - (time.perf_counter() - t0))
     if values is None or sum(values) < sum(hint):
@@ -924,8 +972,8 @@ class _Class:
         return chosen, self.solver.Objective().Value(), self.solver.Objective().BestBound()
 
 
-def _classes(ctx: _Context, rows: _Rows) -> list[_Class] | None:
-    """Return the learners of ``rows`` in classes, each with its cap, or None if too many."""
+def _classes(ctx: _Context, rows: _Rows, most: int = PERSONAL_CLASSES) -> list[_Class] | None:
+    """Return the learners of ``rows`` in classes, each with its cap; None if over ``most``."""
     p = ctx.problem
     by_course: dict[str, list[int]] = {}
     for si, s in enumerate(p.sessions):
@@ -950,8 +998,8 @@ def _classes(ctx: _Context, rows: _Rows) -> list[_Class] | None:
         )
         key = (ctx.caps[li], tuple(sorted(ctx.fixed_units[li].items())), options)
         keyed.setdefault(key, []).append(li)
-    if len(keyed) > PERSONAL_CLASSES:
-        return None
+        if len(keyed) > most:
+            return None
     out: list[_Class] = []
     for (_, _, options), members in keyed.items():
         one = _Rows([_Var(j, si, 0) for j, ss in enumerate(options) for si in ss], [], [])
@@ -1358,7 +1406,10 @@ def _large(
     Lagrangian bound; the cost bound is the transport's cheapest flow of our count.
     """
     t0 = time.perf_counter()
-    classes = _classes(ctx, rows)
+    # Patterns pay only when classes gather many learners (stress: 161 for 6,000); with
+    # a class per learner their models took the whole budget (benchmarks/RESULTS.md).
+    learners = len({ctx.learner_of[v.request] for v in rows.vars})
+    classes = _classes(ctx, rows, min(PERSONAL_CLASSES, learners // CLASS_SIZE))
     personal = None
     if classes is not None:
         personal = {li: c.cap for c in classes for li in c.members}
@@ -1368,11 +1419,10 @@ def _large(
     chosen = transport[0]
     count_bound = sum(chosen)
     totals.report("placements", totals.placed + sum(hint), totals.placed_bound + count_bound)
+    values = list(hint)
     if classes is not None:
         values, priced = _columns(ctx, rows, classes, t0 + budget * 0.4)
         count_bound = min(count_bound, math.floor(priced + 1e-6))
-    else:
-        values = _trimmed(rows, chosen, t0 + budget * 0.5)
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
 
@@ -1382,7 +1432,7 @@ def _large(
 
     count, cost = sum(values), _cost(rows, values)
     log.info("start: %d placed (at most %d), cost %d", count, count_bound, cost)
-    if count < count_bound or cost > cost_floor(count):
+    if count < count_bound or cost > 0:
         values = _polish(rows, values, ctx, totals, count_bound, t0 + budget * 0.45, t0 + budget)
         count, cost = sum(values), _cost(rows, values)
     cost_lb = min(cost_floor(count), cost)
