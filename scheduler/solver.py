@@ -83,6 +83,11 @@ PERSONAL_CLASSES = 3000
 # stopped inside its root LP, which took 30 s for 30,000 variables on a loaded machine
 # (benchmarks/RESULTS.md); with less time the part is improved by local search.
 MIP_RATE = 3000
+# Building a part's rows, a transport flow, or a sweep's or a neighbourhood search's
+# indexes each take about a second per this many variables in Python on a loaded
+# machine (measured on the regional family, benchmarks/RESULTS.md). A stage starts only
+# when that fits before its part's time is up, so the time limit holds.
+STAGE_RATE = 15000
 # Column generation runs only when classes hold this many learners on average.
 CLASS_SIZE = 5
 # Learners re-solved together in each improvement step of a large batch.
@@ -418,6 +423,7 @@ class _Task:
     greedy: list[bool] = field(default_factory=list)
     greedy_cost: int = 0
     requests: int = 0
+    variables: list[_Var] = field(default_factory=list)
     capped: bool = True  # never above greedy's cost in this part
     rows: _Rows | None = None
     out: _Outcome | None = None
@@ -499,7 +505,7 @@ def solve_with_baseline(
         for batch in _batches(_split(problem, cand))
     ]
     for task in tasks:
-        variables = [v for p in task.parts for v in p.variables]
+        variables = task.variables = [v for p in task.parts for v in p.variables]
         task.greedy = [(v.request, v.session) in hint for v in variables]
         task.greedy_cost = sum(v.cost for v, on in zip(variables, task.greedy, strict=True) if on)
         task.requests = len({v.request for v in variables})
@@ -528,12 +534,12 @@ def solve_with_baseline(
     counts_proven = True
     for task in tasks:
         out = task.out
-        assert out is not None and task.rows is not None
+        assert out is not None
         count_bound += out.count_bound
         cost_bound_sum += min(out.cost_bound, out.cost)
         counts_proven = counts_proven and out.count == out.count_bound
         chosen.update(
-            (v.request, v.session) for v, val in zip(task.rows.vars, out.values, strict=True) if val
+            (v.request, v.session) for v, val in zip(task.variables, out.values, strict=True) if val
         )
 
     ledger = Ledger(problem)
@@ -621,7 +627,11 @@ def _run_tasks(
     queue = sorted(range(len(tasks)), key=lambda i: -tasks[i].size)
     promised: dict[int, float] = {}
     left = sum(tasks[i].size for i in queue) or 1
-    lanes = max(1, min(workers, len(queue)))
+    # Parts too big for one MIP are improved in Python, which holds the interpreter
+    # lock: side by side they would each get half the promised speed, so they go one
+    # at a time, each with all the workers for its own MIPs.
+    python = any(tasks[i].size > LARGE_VARIABLES for i in queue)
+    lanes = 1 if python else max(1, min(workers, len(queue)))
     # With parts side by side each runs on one thread; a lone part gets them all.
     inner = 1 if lanes > 1 else max(1, workers)
 
@@ -677,6 +687,13 @@ def _solve_task(
     """Solve (or, ``again``, keep improving) one task, never leaving it worse than greedy."""
     totals = _Totals(0, 0, 0, 0, board.began, None, board, index)
     if task.rows is None:
+        if time.perf_counter() + task.size / STAGE_RATE > until:
+            # No time even to build the part: greedy's answer stands, bounds trivial.
+            task.out = _Outcome(
+                list(task.greedy), sum(task.greedy), task.requests, task.greedy_cost, 0
+            )
+            board.settle(index, task.out)
+            return
         task.rows = ctx.rows(task.parts)
     rows = task.rows
     budget = max(0.05, until - time.perf_counter())
@@ -1406,6 +1423,11 @@ def _large(
     Lagrangian bound; the cost bound is the transport's cheapest flow of our count.
     """
     t0 = time.perf_counter()
+    stage = len(rows.vars) / STAGE_RATE
+    if t0 + stage > t0 + budget:
+        return _Outcome(
+            list(hint), sum(hint), len({v.request for v in rows.vars}), _cost(rows, hint), 0
+        )
     # Patterns pay only when classes gather many learners (stress: 161 for 6,000); with
     # a class per learner their models took the whole budget (benchmarks/RESULTS.md).
     learners = len({ctx.learner_of[v.request] for v in rows.vars})
@@ -1432,10 +1454,13 @@ def _large(
 
     count, cost = sum(values), _cost(rows, values)
     log.info("start: %d placed (at most %d), cost %d", count, count_bound, cost)
-    if count < count_bound or cost > 0:
-        values = _polish(rows, values, ctx, totals, count_bound, t0 + budget * 0.45, t0 + budget)
+    until = t0 + budget
+    if (count < count_bound or cost > 0) and time.perf_counter() + 2 * stage < until:
+        # Leave a stage for the cost bound at the end.
+        sweep_until = time.perf_counter() + (until - stage - time.perf_counter()) * 0.45
+        values = _polish(rows, values, ctx, totals, count_bound, sweep_until, until - stage)
         count, cost = sum(values), _cost(rows, values)
-    cost_lb = min(cost_floor(count), cost)
+    cost_lb = min(cost_floor(count), cost) if time.perf_counter() + stage < until else 0
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
@@ -1456,8 +1481,12 @@ def _polish(
     a learner whose better date needs another course moved too is re-solved alone next,
     those who pay most first; random neighbourhoods take the time left.
     """
+    stage = len(rows.vars) / STAGE_RATE
     course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
-    values = _sweep(rows, values, course_of, sweep_until)
+    if time.perf_counter() + stage < sweep_until:
+        values = _sweep(rows, values, course_of, sweep_until)
+    if time.perf_counter() + stage > until:
+        return values
     paid: dict[int, int] = {}
     for v, on in zip(rows.vars, values, strict=True):
         if on and v.cost:

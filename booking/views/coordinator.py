@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
-from .. import accounts, bookings, catalogue, enrolment, notifications, oversight
+from .. import accounts, allocation, bookings, catalogue, enrolment, notifications, oversight
 from ..extensions import db
 from ..forms import (
     BookForSomeoneForm,
@@ -467,8 +467,37 @@ def nqsws(programme_id: int) -> ResponseReturnValue:
 def nqsw(nqsw_id: int) -> ResponseReturnValue:
     found = db.get_or_404(NQSW, nqsw_id)
     return render_template(
-        "coordinator/nqsw.html", nqsw=found, plan=bookings.training_plan(found), form=ConfirmForm()
+        "coordinator/nqsw.html",
+        nqsw=found,
+        plan=bookings.training_plan(found),
+        form=ConfirmForm(),
+        wanted=allocation.wanted_workshops(found),
+        avoided=allocation.avoided_sessions(found),
     )
+
+
+@bp.post("/nqsws/<int:nqsw_id>/workshops/<int:course_id>/<any(want, unwant):choice>")
+def want_workshop(nqsw_id: int, course_id: int, choice: str) -> ResponseReturnValue:
+    found = db.get_or_404(NQSW, nqsw_id)
+    course = db.get_or_404(Course, course_id)
+    if ConfirmForm().validate_on_submit():
+        wanted = choice == "want"
+        allocation.set_workshop_wanted(found, course, wanted, by=current_user)
+        flash(
+            f"{found.name} {'will' if wanted else 'will not'} be placed on {course.title}"
+            " when places are allocated.",
+            "success",
+        )
+    return redirect(url_for("coordinator.nqsw", nqsw_id=found.id, _anchor=f"course-{course.code}"))
+
+
+@bp.post("/nqsws/<int:nqsw_id>/avoided/clear")
+def clear_avoided(nqsw_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(NQSW, nqsw_id)
+    if ConfirmForm().validate_on_submit():
+        allocation.clear_avoided(found, by=current_user)
+        flash(f"Allocation may now offer {found.name} any date again.", "success")
+    return redirect(url_for("coordinator.nqsw", nqsw_id=found.id))
 
 
 @bp.route("/nqsws/<int:nqsw_id>/edit", methods=["GET", "POST"])

@@ -7,10 +7,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from wtforms import SelectChoice
 
+from .. import allocation
 from .. import bookings as service
 from ..extensions import db
 from ..forms import ConfirmForm, MoveForm
-from ..models import NQSW, Booking, Role, Session, WaitlistEntry
+from ..models import NQSW, Booking, Course, Role, Session, WaitlistEntry
 from . import form_status, require_role
 
 bp = Blueprint("my", __name__, url_prefix="/my")
@@ -42,8 +43,28 @@ def _own_entry(entry_id: int) -> WaitlistEntry:
 def training() -> ResponseReturnValue:
     nqsw = _me()
     return render_template(
-        "my/training.html", nqsw=nqsw, plan=service.training_plan(nqsw), form=ConfirmForm()
+        "my/training.html",
+        nqsw=nqsw,
+        plan=service.training_plan(nqsw),
+        form=ConfirmForm(),
+        wanted=allocation.wanted_workshops(nqsw),
     )
+
+
+@bp.post("/courses/<int:course_id>/<any(want, unwant):choice>")
+@require_role(Role.NQSW)
+def want(course_id: int, choice: str) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    if ConfirmForm().validate_on_submit():
+        wanted = choice == "want"
+        allocation.set_workshop_wanted(_me(), course, wanted, by=current_user)
+        flash(
+            f"You have asked for a place on {course.title}."
+            if wanted
+            else f"You will not be given a place on {course.title}.",
+            "success",
+        )
+    return redirect(url_for("my.training", _anchor=f"course-{course.code}"))
 
 
 @bp.post("/sessions/<int:session_id>/book")
