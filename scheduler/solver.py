@@ -90,6 +90,9 @@ MIP_RATE = 3000
 STAGE_RATE = 15000
 # Column generation runs only when classes hold this many learners on average.
 CLASS_SIZE = 5
+# ... and when there are at most this many: each round prices every class by a MIP, and
+# 3 rounds over the online family's classes took 51 s under load without beating greedy.
+MOST_CLASSES = 200
 # Learners re-solved together in each improvement step of a large batch.
 NEIGHBOURHOOD = 30
 # The group MIPs of ``_linked``: HiGHS solved every national region of two seeds in at
@@ -436,12 +439,13 @@ class _Task:
 
 
 def _reserve(problem: Problem) -> float:
-    """Return the seconds kept back for merging, checking and explaining the answer.
+    """Return the seconds kept back for merging, checking and explaining both answers.
 
-    Measured on the benchmark families (benchmarks/RESULTS.md): about 25 µs per request
-    for the check and the reasons; the rest is margin for a loaded machine.
+    Measured on the regional family under load (benchmarks/RESULTS.md): the check,
+    the fill pass and the reasons for the solver's and greedy's answers took 10 s for
+    30,000 requests at a load average of 6; the constant covers parts that overrun.
     """
-    return 0.15 + 6e-5 * len(problem.requests)
+    return 0.4 + 3e-4 * len(problem.requests)
 
 
 def solve(
@@ -519,7 +523,8 @@ def solve_with_baseline(
         on_progress,
     )
     board.emit("placements")  # greedy's figures: the first progress to show
-    deadline = end - _reserve(problem)
+    # 5% of the limit more for solver calls that stop a little after being told to.
+    deadline = end - _reserve(problem) - 0.05 * time_limit
     for task in tasks:
         task.capped = within_greedy_cost
     _run_tasks(tasks, ctx, board, deadline, workers, engine)
@@ -569,10 +574,13 @@ def solve_with_baseline(
     ):
         ledger, placed, cost = start, greedy_figures[0], greedy_figures[1]
     bound_placed = max(placed, count_bound)
+    arcs = sum(len(ss) for ss in cand.sessions)
     if placed == placed_tasks and counts_proven:
         bound_cost = cost_bound_sum
-    else:
+    elif time.perf_counter() + arcs / STAGE_RATE + _reserve(problem) / 2 < end:
         bound_cost = cost_bound(cand, placed)
+    else:
+        bound_cost = cand.fixed_cost  # no time for the transport: the trivial bound
     bound_cost = min(bound_cost, cost)
     optimal = placed == bound_placed and cost == bound_cost
     seconds = time.perf_counter() - began
@@ -1431,7 +1439,7 @@ def _large(
     # Patterns pay only when classes gather many learners (stress: 161 for 6,000); with
     # a class per learner their models took the whole budget (benchmarks/RESULTS.md).
     learners = len({ctx.learner_of[v.request] for v in rows.vars})
-    classes = _classes(ctx, rows, min(PERSONAL_CLASSES, learners // CLASS_SIZE))
+    classes = _classes(ctx, rows, min(PERSONAL_CLASSES, learners // CLASS_SIZE, MOST_CLASSES))
     personal = None
     if classes is not None:
         personal = {li: c.cap for c in classes for li in c.members}
