@@ -11,7 +11,16 @@ Formulation (the measurements behind each choice are in benchmarks/RESULTS.md):
 * protected time as one knapsack row per window that could actually overflow, in whole
   units of the smallest day fraction, dropping windows that another one implies;
 * learners only interact through capacity rows that can bind, so the model splits into
-  independent parts; small parts are batched into one model to save start-up cost.
+  independent parts. Each part is its own task with its own share of the time (in
+  proportion to its size; time a task leaves unused flows on to the next), solved on
+  ``workers`` threads side by side when every part fits a MIP, one at a time when some
+  part is improved in Python (which holds the interpreter lock); parts not proved
+  optimal then share the time left. Only tiny parts are batched, to save solver starts.
+* the greedy answer is every part's start and floor: by default no part ends with
+  fewer placements or a higher preference cost than greedy's answer in it.
+* the time limit counts from the caller's clock (``began``) and covers building,
+  solving, checking and explaining: stages start only when their measured cost fits
+  (``STAGE_RATE``, ``MIP_RATE``), and ``_reserve`` keeps back the final phase.
 
 Engines, per batch:
 
@@ -27,10 +36,12 @@ Engines, per batch:
   sessions' places among the groups, and one exact MIP per group (HiGHS) gives the
   answer. The proof is a Lagrangian bound: the same groups with the open sessions
   priced by the LP's duals instead of limited. Group MIPs run on ``workers`` threads.
-* other big batches: ``_large``. Learners alike in cap, fixed places and open dates
-  form classes; column generation (a master LP over patterns of sessions, priced by
-  each class's exact MIP) finds patterns that fit together within capacity; they
-  are shared out by min-cost flow, filled, then each course in turn is re-assigned
+* other big batches, and parts whose share of time is too short for a MIP
+  (``MIP_RATE``): ``_large``. Where learners gather into few classes (alike in cap,
+  fixed places and open dates), column generation (a master LP over patterns of
+  sessions, priced by each class's exact MIP) finds patterns that fit together within
+  capacity, shared out by min-cost flow and filled; otherwise greedy's answer is the
+  start. Then each course in turn is re-assigned
   for everyone at once by min-cost flow (``_sweep``), the learners who pay most are
   re-solved one at a time, and neighbourhoods of ``NEIGHBOURHOOD`` learners are
   re-solved exactly until the time is up. The bound is the lower of the transport
@@ -39,7 +50,8 @@ Engines, per batch:
 * ``cp-sat``: the same model in CP-SAT, kept for comparison.
 
 The greedy answer is always the starting point and the floor: ``solve`` never returns
-fewer placements, or the same with a higher cost, than ``scheduler.baseline``.
+fewer placements than ``scheduler.baseline``, nor (``within_greedy_cost``, the default)
+a higher preference cost.
 """
 
 from __future__ import annotations
@@ -845,15 +857,22 @@ def _run_mip(
     engine: str = "SCIP",
 ) -> tuple[list[bool] | None, float]:
     """Solve; return the values found (or None) and the proved bound."""
+    if seconds < 0.1:
+        # No time left: do not start (a solver told "50 ms" may take seconds to stop).
+        return None, math.inf if solver.Objective().maximization() else -math.inf
+    if engine == "HIGHS":
+        # HiGHS overran its limit by 10-15% on the loaded machine; ask for less.
+        seconds *= 0.8
     solver.SetTimeLimit(max(50, int(seconds * 1000)))
     if hint is not None:
         solver.SetHint(x, [float(h) for h in hint])
     solver.SetSolverSpecificParametersAsString(_EXACT[engine])
     status = solver.Solve()
-    bound = solver.Objective().BestBound()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return None, bound
-    return [xi.solution_value() > 0.5 for xi in x], bound
+        # Stopped before any answer: what BestBound says then is no proof (HiGHS gave 0
+        # for a maximisation, which "proved" greedy optimal on a loaded machine).
+        return None, math.inf if solver.Objective().maximization() else -math.inf
+    return [xi.solution_value() > 0.5 for xi in x], solver.Objective().BestBound()
 
 
 def _mip(
@@ -901,57 +920,6 @@ def _mip(
     cost_lb = min(max(cost_lb, 0), cost)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, count_bound, cost, cost_lb)
-
-
-def _fixed_rest(rows: _Rows, keep: list[bool]) -> tuple[list[int], _Rows]:
-    """Return the variables left free once ``keep`` are placed, and their model."""
-    dead: set[int] = set()
-    for members in rows.amo:
-        if any(keep[i] for i in members):
-            dead.update(i for i in members if not keep[i])
-    left_rows: list[tuple[list[tuple[int, int]], int]] = []
-    for members, coefs, rhs in rows.le:
-        left = rhs - sum(c for i, c in zip(members, coefs, strict=True) if keep[i])
-        free = [(i, c) for i, c in zip(members, coefs, strict=True) if not keep[i]]
-        dead.update(i for i, c in free if c > left)
-        left_rows.append((free, left))
-    alive = [i for i in range(len(rows.vars)) if not keep[i] and i not in dead]
-    pos = {i: k for k, i in enumerate(alive)}
-    rest = _Rows([rows.vars[i] for i in alive], [], [])
-    for members in rows.amo:
-        m = [pos[i] for i in members if i in pos]
-        if len(m) > 1:
-            rest.amo.append(m)
-    for free, left in left_rows:
-        pairs = [(pos[i], c) for i, c in free if i in pos]
-        if pairs and sum(c for _, c in pairs) > left:
-            rest.le.append(([i for i, _ in pairs], [c for _, c in pairs], left))
-    return alive, rest
-
-
-def _round_down(rows: _Rows, lp: list[float]) -> list[bool]:
-    """Return the placements the LP makes (nearly) whole, trimmed to keep every row."""
-    keep = [v > 0.99 for v in lp]
-    for members in rows.amo:
-        on = [i for i in members if keep[i]]
-        for i in on[1:]:
-            keep[i] = False
-    for members, coefs, rhs in rows.le:
-        used = sum(c for i, c in zip(members, coefs, strict=True) if keep[i])
-        for i, c in zip(members, coefs, strict=True):
-            if used <= rhs:
-                break
-            if keep[i]:
-                keep[i] = False
-                used -= c
-    return keep
-
-
-def _merge(keep: list[bool], alive: list[int], got: Sequence[bool]) -> list[bool]:
-    merged = list(keep)
-    for i, val in zip(alive, got, strict=True):
-        merged[i] = val
-    return merged
 
 
 def _fits_fixed(ctx: _Context, learner: int, session: int) -> bool:
@@ -1420,14 +1388,14 @@ def _improve(
 def _large(
     rows: _Rows, hint: list[bool], budget: float, totals: _Totals, ctx: _Context
 ) -> _Outcome:
-    """Solve a big batch from learners' whole patterns, then improve by neighbourhoods.
+    """Improve a big batch from greedy's answer (or learners' whole patterns).
 
-    The start is the column generation's (``_columns``); with too many classes for
-    it, the transport relaxation trimmed back within every learner's own rows and
-    filled (exactly by MIP when small, first come first served otherwise). Then course
-    sweeps, the learners who pay most re-solved one at a time, and neighbourhood
-    search until the time is up. The bound is the lower of the transport's size with
-    each learner capped at their class's maximum and the column generation's
+    When learners fall into few classes (at most ``MOST_CLASSES``, ``CLASS_SIZE`` each on
+    average), the start is the column generation's (``_columns``) if it beats greedy's;
+    otherwise greedy's answer. Then course sweeps, the learners who pay most re-solved
+    one at a time, and neighbourhood search until the time is up, each stage only when
+    it fits. The bound is the lower of the transport's size (each learner capped at
+    their class's maximum when there are classes) and the column generation's
     Lagrangian bound; the cost bound is the transport's cheapest flow of our count.
     """
     t0 = time.perf_counter()
@@ -1511,24 +1479,6 @@ def _polish(
         count_bound,
         alone=sorted(paid, key=lambda li: -paid[li]),
     )
-
-
-def _trimmed(rows: _Rows, chosen: list[bool], until: float) -> list[bool]:
-    """Return the transport trimmed back within every learner's own rows, then filled."""
-    keep = _round_down(rows, [float(c) for c in chosen])
-    alive, rest = _fixed_rest(rows, keep)
-    if len(alive) > BATCH_VARIABLES:
-        # Too big a rest to finish as one MIP: fill it first come, first served and
-        # leave the time to the neighbourhood search.
-        return _fill(rows, keep)
-    # The greedy answer may clash with what was kept, so the rest starts empty.
-    sub = _mip(
-        rest,
-        [False] * len(alive),
-        until - time.perf_counter(),
-        _Totals(0, 0, 0, 0, time.perf_counter(), None),
-    )
-    return _merge(keep, alive, sub.values)
 
 
 # --- Groups joined by sessions open to all ---------------------------------------------
