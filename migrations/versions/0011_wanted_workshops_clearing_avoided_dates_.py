@@ -6,9 +6,8 @@ Create Date: 2026-11-30 20:57:43.882599
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0011"
