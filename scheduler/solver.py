@@ -1666,19 +1666,28 @@ def _linked(
         lp.Objective().Value(),
         time.perf_counter() - t0,
     )
+    # Three MIPs per group share the workers' time: each gets its own slice from when
+    # it starts, so jobs late in the queue are not left with nothing (they then proved
+    # nothing and the whole answer fell back to greedy's on a loaded machine).
+    slice_ = max(0.1, (until - time.perf_counter()) * max(1, workers) / (3 * len(groups)))
+
+    def due() -> float:
+        return min(until, time.perf_counter() + slice_)
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # The answer: each group at its best within its share of the linking rows.
         answers = [
-            pool.submit(_weighted, _restrict(rows, idx, linking, quota), until)
+            pool.submit(lambda sub: _weighted(sub, due()), _restrict(rows, idx, linking, quota))
             for idx, quota in zip(groups, quotas, strict=True)
-        ]
-        bounds = [
-            pool.submit(_group_bound, rows, idx, linking, worth, price, until) for idx in groups
         ]
         count_price = {k: p / weight for k, p in price.items()}
         ones = [1.0] * len(rows.vars)
         counts = [
-            pool.submit(_group_bound, rows, idx, linking, ones, count_price, until)
+            pool.submit(lambda idx: _group_bound(rows, idx, linking, ones, count_price, due()), idx)
+            for idx in groups
+        ]
+        bounds = [
+            pool.submit(lambda idx: _group_bound(rows, idx, linking, worth, price, due()), idx)
             for idx in groups
         ]
         values = [False] * len(rows.vars)
