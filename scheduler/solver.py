@@ -506,6 +506,7 @@ def solve_with_baseline(
     """Return ``solve``'s allocation and greedy's, both with the bounds the solve proved."""
     began = time.perf_counter() if began is None else began
     end = began + time_limit
+    building = time.perf_counter()
     cand = candidates(problem)
     start = greedy_ledger(problem)
     hint: set[tuple[int, int]] = set()
@@ -536,7 +537,11 @@ def solve_with_baseline(
     )
     board.emit("placements")  # greedy's figures: the first progress to show
     # 5% of the limit more for solver calls that stop a little after being told to.
-    deadline = end - _reserve(problem) - 0.05 * time_limit
+    # The final phase does about as much Python work as building did (checking every
+    # place, the reasons for both answers), so on a loaded machine, where building
+    # took longer, keep back as much as building took.
+    reserve = max(_reserve(problem), time.perf_counter() - building)
+    deadline = end - reserve - 0.05 * time_limit
     for task in tasks:
         task.capped = within_greedy_cost
     _run_tasks(tasks, ctx, board, deadline, workers, engine)
@@ -589,7 +594,7 @@ def solve_with_baseline(
     arcs = sum(len(ss) for ss in cand.sessions)
     if placed == placed_tasks and counts_proven:
         bound_cost = cost_bound_sum
-    elif time.perf_counter() + arcs / STAGE_RATE + _reserve(problem) / 2 < end:
+    elif time.perf_counter() + arcs / STAGE_RATE + reserve / 2 < end:
         bound_cost = cost_bound(cand, placed)
     else:
         bound_cost = cand.fixed_cost  # no time for the transport: the trivial bound

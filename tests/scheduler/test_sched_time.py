@@ -14,7 +14,7 @@ from scheduler.solver import solve_with_baseline
 
 @pytest.mark.parametrize(
     ("family", "limit"),
-    [("regional", 3.0), ("regional", 6.0), ("tight", 2.0)],
+    [("regional", 5.0), ("regional", 10.0), ("tight", 4.0)],
 )
 def test_every_phase_fits_inside_the_limit(family: str, limit: float) -> None:
     # Small members of the families (a few thousand variables per part), so the fast
