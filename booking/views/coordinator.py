@@ -476,7 +476,8 @@ def nqsw(nqsw_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post("/nqsws/<int:nqsw_id>/workshops/<int:course_id>/<any(want, unwant):choice>")
+@bp.post("/nqsws/<int:nqsw_id>/workshops/<int:course_id>/want", defaults={"choice": "want"})
+@bp.post("/nqsws/<int:nqsw_id>/workshops/<int:course_id>/unwant", defaults={"choice": "unwant"})
 def want_workshop(nqsw_id: int, course_id: int, choice: str) -> ResponseReturnValue:
     found = db.get_or_404(NQSW, nqsw_id)
     course = db.get_or_404(Course, course_id)

@@ -51,7 +51,8 @@ def training() -> ResponseReturnValue:
     )
 
 
-@bp.post("/courses/<int:course_id>/<any(want, unwant):choice>")
+@bp.post("/courses/<int:course_id>/want", defaults={"choice": "want"})
+@bp.post("/courses/<int:course_id>/unwant", defaults={"choice": "unwant"})
 @require_role(Role.NQSW)
 def want(course_id: int, choice: str) -> ResponseReturnValue:
     course = db.get_or_404(Course, course_id)
