@@ -1,6 +1,8 @@
 """Generate realistic, seeded allocation instances (``asye-allocation/1`` JSON).
 
-Usage: ``python benchmarks/generate.py host|national|stress [--seed N] [--out FILE]``
+Usage: ``python benchmarks/generate.py FAMILY [--seed N] [--out FILE]``
+
+Families (each seeded; the same seed gives the same instance):
 
 * ``host``: one teaching partnership with 300 NQSWs (three quarters starting in
   September, the rest in January), the Pan-London course set with two dates a year
@@ -12,6 +14,14 @@ Usage: ``python benchmarks/generate.py host|national|stress [--seed N] [--out FI
   dates of 60 open to all.
 * ``stress``: 6,000 NQSWs, 45% part-time (0.4-0.8 FTE), eight dates per course all
   inside two eight-week terms, so protected-time caps bind for many learners.
+* ``regional``: nine regions with no shared dates, 160-530 NQSWs each; about thirty
+  dates per course per region across two programme years; ASYE starts staggered over
+  eighteen months (part-time years extended pro rata), a third part-time, absences,
+  and one to three preferred dates on most courses, some dates more popular.
+* ``tight``: 800 NQSWs in one year, six dates per course crowded into seven months,
+  40% part-time, total places 2-4% above demand: protected time and capacity fight.
+* ``online``: 2,800 NQSWs, one national pool of online dates (fourteen per course over
+  fourteen months, no groups), so nothing splits.
 
 Every learner needs the nine core courses and each optional workshop with chance 0.4,
 lists preferred dates for about half their courses and has 0-2 short absences.
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 from datetime import date, datetime, timedelta
@@ -90,6 +101,10 @@ def _session(
     return {"id": sid, "course": course[0], "start": start, "end": end, "capacity": cap}
 
 
+def _day_of(session: dict[str, Any]) -> date:
+    return datetime.fromisoformat(session["start"].replace("Z", "+00:00")).astimezone(LONDON).date()
+
+
 def _learner(
     rng: random.Random,
     lid: str,
@@ -99,13 +114,24 @@ def _learner(
     part_time: float,
     starts: list[tuple[date, float]],
     groups: list[str] | None = None,
+    spread_days: int = 21,
+    pro_rata: bool = False,
+    popularity: dict[str, float] | None = None,
+    listing: float = 0.5,
+    listed: tuple[int, ...] = (1, 1, 2),
 ) -> dict[str, Any]:
+    """Return one learner; with ``popularity``, preferences are dates in their own year."""
     start = rng.choices([d for d, _ in starts], [w for _, w in starts])[0]
-    start += timedelta(days=rng.randrange(0, 21))
-    end = start.replace(year=start.year + 1) - timedelta(days=1)
+    start += timedelta(days=rng.randrange(0, spread_days))
     fte = 1.0
     if rng.random() < part_time:
         fte = rng.choice([0.4, 0.5, 0.6, 0.6, 0.8, 0.8])
+    # The booking service extends a part-timer's year pro rata (12 months / FTE).
+    if pro_rata:
+        year, month = divmod(start.month - 1 + round(12 / fte), 12)
+        end = date(start.year + year, month + 1, min(start.day, 28)) - timedelta(days=1)
+    else:
+        end = start.replace(year=start.year + 1) - timedelta(days=1)
     needs = [c[0] for c in COURSES if not c[3]]
     needs += [c[0] for c in COURSES if c[3] and rng.random() < 0.4]
     rng.shuffle(needs)
@@ -117,13 +143,24 @@ def _learner(
         )
     preferences: dict[str, list[str]] = {}
     for c in needs:
-        open_ = [
-            s["id"]
-            for s in sessions_by_course[c]
-            if groups is None or s.get("group") in (None, *groups)
+        own = [
+            s for s in sessions_by_course[c] if groups is None or s.get("group") in (None, *groups)
         ]
-        if open_ and rng.random() < 0.5:
-            preferences[c] = rng.sample(open_, min(len(open_), rng.choice([1, 1, 2])))
+        if popularity is not None:
+            own = [s for s in own if start <= _day_of(s) <= end]
+        if not own or rng.random() >= listing:
+            continue
+        k = min(len(own), rng.choice(listed))
+        if popularity is None:
+            preferences[c] = [s["id"] for s in rng.sample(own, k)]
+            continue
+        chosen: list[str] = []
+        pool = list(own)
+        while len(chosen) < k:
+            pick = rng.choices(pool, [popularity[s["id"]] for s in pool])[0]
+            pool.remove(pick)
+            chosen.append(pick["id"])
+        preferences[c] = chosen
     learner: dict[str, Any] = {
         "id": lid,
         "employer": employer,
@@ -288,7 +325,149 @@ def stress(seed: int = 3, learners: int = 6000) -> dict[str, Any]:
     return instance
 
 
-KINDS = {"host": host, "national": national, "stress": stress}
+def _dated(
+    rng: random.Random,
+    sid: str,
+    course: tuple[str, str, float, bool],
+    day: date,
+    cap: int,
+    popularity: dict[str, float],
+) -> dict[str, Any]:
+    s = _session(rng, sid, course, day, cap)
+    # Some dates suit more people (not a school holiday, not a Monday): they fill first.
+    popularity[sid] = rng.lognormvariate(0, 0.8)
+    return s
+
+
+def regional(seed: int = 11, per_region: tuple[int, int] = (160, 530)) -> dict[str, Any]:
+    """Return nine regions with no shared dates, two programme years and staggered starts."""
+    rng = random.Random(seed)
+    first, span = date(2026, 9, 1), 730
+    people_in = {r: rng.randint(*per_region) for r in REGIONS}
+    sessions: list[dict[str, Any]] = []
+    by_course: dict[str, list[dict[str, Any]]] = {}
+    popularity: dict[str, float] = {}
+    for r in REGIONS:
+        for c in COURSES:
+            dates = rng.randint(26, 34)
+            # Each learner's year sees about half the dates; sized so places run a
+            # little short of demand on some courses and spare on others.
+            demand = people_in[r] * (0.4 if c[3] else 1.0)
+            for k in range(dates):
+                lo = first + timedelta(days=span * k // dates)
+                day = _weekday(rng, lo, lo + timedelta(days=max(1, span // dates - 3)))
+                cap = max(4, round(demand * rng.uniform(0.75, 1.25) / dates * 1.6))
+                s = _dated(rng, f"{c[0]}-{r}-{k + 1}", c, day, cap, popularity)
+                s["group"] = r
+                sessions.append(s)
+                by_course.setdefault(c[0], []).append(s)
+    people: list[dict[str, Any]] = []
+    for r in REGIONS:
+        for _ in range(people_in[r]):
+            people.append(
+                _learner(
+                    rng,
+                    f"n{len(people) + 1}",
+                    f"employer-{r}-{rng.randrange(20) + 1}",
+                    by_course,
+                    part_time=1 / 3,
+                    starts=[(first, 1.0)],
+                    groups=[r],
+                    spread_days=548,
+                    pro_rata=True,
+                    popularity=popularity,
+                    listing=0.8,
+                    listed=(1, 2, 3),
+                )
+            )
+    rng.shuffle(people)  # enrolment order mixes regions
+    instance = _base(sessions, people)
+    _fix_some(rng, instance, 0.05)
+    return instance
+
+
+def tight(seed: int = 21, learners: int = 800) -> dict[str, Any]:
+    """Return one crowded year: places barely above demand, protected time binding."""
+    rng = random.Random(seed)
+    first, last = date(2026, 10, 1), date(2027, 4, 30)
+    sessions: list[dict[str, Any]] = []
+    by_course: dict[str, list[dict[str, Any]]] = {}
+    popularity: dict[str, float] = {}
+    for c in COURSES:
+        dates = 6
+        demand = learners * (0.4 if c[3] else 1.0)
+        total = math.ceil(demand * rng.uniform(1.02, 1.04))
+        weights = [rng.uniform(0.8, 1.2) for _ in range(dates)]
+        caps = [math.floor(total * w / sum(weights)) for w in weights]
+        caps[0] += total - sum(caps)
+        for k in range(dates):
+            lo = first + timedelta(days=(last - first).days * k // dates)
+            day = _weekday(rng, lo, lo + timedelta(days=(last - first).days // dates - 2))
+            s = _dated(rng, f"{c[0]}-{k + 1}", c, day, caps[k], popularity)
+            sessions.append(s)
+            by_course.setdefault(c[0], []).append(s)
+    people = [
+        _learner(
+            rng,
+            f"n{i + 1}",
+            f"employer-{rng.randrange(30) + 1}",
+            by_course,
+            part_time=0.4,
+            starts=[(date(2026, 9, 1), 1.0)],
+            popularity=popularity,
+            listing=0.7,
+            listed=(1, 2),
+        )
+        for i in range(learners)
+    ]
+    instance = _base(sessions, people)
+    _fix_some(rng, instance, 0.05)
+    return instance
+
+
+def online(seed: int = 31, learners: int = 2800) -> dict[str, Any]:
+    """Return one national pool of online dates open to everyone: one part, no split."""
+    rng = random.Random(seed)
+    first, months = date(2026, 9, 1), 14
+    sessions: list[dict[str, Any]] = []
+    by_course: dict[str, list[dict[str, Any]]] = {}
+    popularity: dict[str, float] = {}
+    for c in COURSES:
+        dates = 14
+        demand = learners * (0.4 if c[3] else 1.0)
+        for k in range(dates):
+            lo = first + timedelta(days=30 * months * k // dates)
+            day = _weekday(rng, lo, lo + timedelta(days=30 * months // dates - 3))
+            cap = round(demand * rng.uniform(0.8, 1.2) / dates * 1.25)
+            sessions.append(_dated(rng, f"{c[0]}-{k + 1}", c, day, cap, popularity))
+            by_course.setdefault(c[0], []).append(sessions[-1])
+    people = [
+        _learner(
+            rng,
+            f"n{i + 1}",
+            f"employer-{rng.randrange(190) + 1}",
+            by_course,
+            part_time=0.25,
+            starts=[(date(2026, 9, 1), 0.7), (date(2027, 1, 4), 0.2), (date(2026, 4, 1), 0.1)],
+            popularity=popularity,
+            listing=0.6,
+            listed=(1, 2),
+        )
+        for i in range(learners)
+    ]
+    instance = _base(sessions, people)
+    _fix_some(rng, instance, 0.05)
+    return instance
+
+
+KINDS = {
+    "host": host,
+    "national": national,
+    "stress": stress,
+    "regional": regional,
+    "tight": tight,
+    "online": online,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

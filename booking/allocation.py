@@ -22,9 +22,9 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from scheduler.baseline import greedy
 from scheduler.problem import (
     FORMAT,
     Allocation,
@@ -33,9 +33,10 @@ from scheduler.problem import (
     allocation_to_json,
     load_problem,
 )
-from scheduler.solver import Progress, solve
+from scheduler.solver import Progress, solve_with_baseline
 
 from . import bookings
+from .audit.services import record
 from .errors import BookingError
 from .extensions import db
 from .models import (
@@ -45,6 +46,7 @@ from .models import (
     BookingSource,
     BookingStatus,
     Course,
+    CourseWish,
     Programme,
     ProposalStatus,
     Session,
@@ -147,7 +149,6 @@ def _build(
 ) -> _Built:
     courses = list(programme.courses)
     code_of = {c.id: c.code for c in courses}
-    wanted = {c.id for c in courses if include_optional or not c.optional}
     sessions = _open_sessions(programme, now)
     open_ids = {s.id for s in sessions}
     learners = _learners(programme)
@@ -160,6 +161,10 @@ def _build(
         if b.nqsw_id in in_problem:
             held.setdefault(b.nqsw_id, {})[b.course_id] = b
             ours_on[b.session_id] = ours_on.get(b.session_id, 0) + 1
+    # Sessions under way or run still count for protected time at commit (the booking
+    # rule counts every live booking in a window), so the solver gets them as fixed.
+    past = [b.session for b in live if b.nqsw_id in in_problem and b.session_id not in open_ids]
+    past_sessions = sorted({s.id: s for s in past}.values(), key=lambda s: (s.starts_at, s.id))
     waiting: dict[int, dict[int, list[str]]] = {}
     for entry in db.session.scalars(
         select(WaitlistEntry)
@@ -171,11 +176,14 @@ def _build(
     ):
         by_course = waiting.setdefault(entry.nqsw_id, {})
         by_course.setdefault(entry.session.course_id, []).append(_sid(entry.session_id))
+    wishes = _wishes(in_problem) if include_optional else {}
+    avoided = _avoided(learners, open_ids)
 
     learner_rows: list[dict[str, Any]] = []
     held_places: dict[str, dict[str, str]] = {}
     for n in learners:
         needs: list[str] = []
+        wants: list[str] = []
         fixed: dict[str, str] = {}
         preferences: dict[str, list[str]] = {}
         mine = held.get(n.id, {})
@@ -183,35 +191,39 @@ def _build(
             code = course.code
             booking = mine.get(course.id)
             waited = waiting.get(n.id, {}).get(course.id, [])
+            asked = course.id in wishes.get(n.id, ()) if course.optional else True
             if booking is None:
-                if course.id in wanted:
-                    needs.append(code)
+                if asked:
+                    (wants if course.optional else needs).append(code)
                     if waited:
                         preferences[code] = waited
                 continue
-            if booking.session_id not in open_ids:
-                continue  # attended or under way: nothing to place, no date to hold
             held_places.setdefault(_nid(n.id), {})[code] = _sid(booking.session_id)
-            if allow_moves and course.id in wanted:
+            if allow_moves and asked and booking.session_id in open_ids:
                 # Staying costs nothing, so the solver moves people only to place others.
                 current = _sid(booking.session_id)
-                needs.append(code)
+                (wants if course.optional else needs).append(code)
                 preferences[code] = [current, *[s for s in waited if s != current]]
             else:
                 fixed[code] = _sid(booking.session_id)
-        learner_rows.append(
-            {
-                "id": _nid(n.id),
-                "employer": f"e{n.employer_id}",
-                "start": n.asye_start.isoformat(),
-                "end": n.asye_end.isoformat(),
-                "fte": float(n.fte),
-                "needs": needs,
-                "preferences": preferences,
-                "fixed": fixed,
-                "groups": [],
-            }
-        )
+        holding = {_sid(b.session_id) for b in mine.values()}
+        row: dict[str, Any] = {
+            "id": _nid(n.id),
+            "employer": f"e{n.employer_id}",
+            "start": n.asye_start.isoformat(),
+            "end": n.asye_end.isoformat(),
+            "fte": float(n.fte),
+            "needs": needs,
+            "preferences": preferences,
+            "fixed": fixed,
+            "groups": [],
+        }
+        if wants:
+            row["wants"] = wants
+        avoid = [sid for sid in avoided.get(n.id, []) if sid not in holding]
+        if avoid:
+            row["avoid"] = avoid
+        learner_rows.append(row)
 
     data: dict[str, Any] = {
         "format": FORMAT,
@@ -220,7 +232,11 @@ def _build(
             "window_weeks": programme.window_weeks,
             "training_share": 1.0,
         },
-        "courses": [{"id": c.code, "title": c.title, "days": c.days} for c in courses],
+        "courses": [
+            {"id": c.code, "title": c.title, "days": c.days}
+            | ({"optional": True} if c.optional else {})
+            for c in courses
+        ],
         "sessions": [
             {
                 "id": _sid(s.id),
@@ -235,12 +251,136 @@ def _build(
                 "group": None,
             }
             for s in sessions
+        ]
+        + [
+            {
+                "id": _sid(s.id),
+                "course": code_of[s.course_id],
+                "start": _stamp(s.starts_at),
+                "end": _stamp(s.ends_at),
+                # Started: only the places already held, so nobody new is put there.
+                "capacity": ours_on[s.id],
+                "group": None,
+            }
+            for s in past_sessions
         ],
         "learners": learner_rows,
     }
     state = {"problem": data, "bookings": [b.id for b in live]}
     canonical = json.dumps(state, sort_keys=True, separators=(",", ":"))
     return _Built(data, hashlib.sha256(canonical.encode()).hexdigest(), held_places)
+
+
+def _wishes(nqsw_ids: set[int]) -> dict[int, set[int]]:
+    """Return the optional courses each NQSW asked for."""
+    out: dict[int, set[int]] = {}
+    for wish in db.session.scalars(select(CourseWish).where(CourseWish.nqsw_id.in_(nqsw_ids))):
+        out.setdefault(wish.nqsw_id, set()).add(wish.course_id)
+    return out
+
+
+def _avoided(learners: list[NQSW], open_ids: set[int]) -> dict[int, list[str]]:
+    """Return the open sessions each NQSW turned down: cancelled, moved off, or declined.
+
+    A booking cancelled (by the NQSW or for them) or moved to another date, and a
+    waiting-list place left or an offer declined, all say "not this date". Anything
+    before the coordinator last cleared the NQSW's list is forgotten.
+    """
+    cleared = {n.id: n.avoid_cleared_at for n in learners}
+    out: dict[int, set[int]] = {}
+
+    def note(nqsw_id: int, session_id: int, when: datetime | None) -> None:
+        since = cleared.get(nqsw_id)
+        if session_id in open_ids and (since is None or when is None or when > since):
+            out.setdefault(nqsw_id, set()).add(session_id)
+
+    ids = list(cleared)
+    for b in db.session.scalars(
+        select(Booking).where(
+            Booking.nqsw_id.in_(ids),
+            Booking.status.in_([BookingStatus.CANCELLED, BookingStatus.MOVED]),
+            Booking.session_id.in_(open_ids),
+        )
+    ):
+        note(b.nqsw_id, b.session_id, b.cancelled_at)
+    for entry in db.session.scalars(
+        select(WaitlistEntry).where(
+            WaitlistEntry.nqsw_id.in_(ids),
+            WaitlistEntry.status == WaitStatus.WITHDRAWN,
+            WaitlistEntry.session_id.in_(open_ids),
+        )
+    ):
+        note(entry.nqsw_id, entry.session_id, entry.closed_at)
+    return {k: [_sid(sid) for sid in sorted(v)] for k, v in out.items()}
+
+
+def avoided_sessions(nqsw: NQSW, *, now: datetime | None = None) -> list[Session]:
+    """Return the dates allocation will not offer this NQSW, soonest first."""
+    open_ids = {s.id for s in _open_sessions(nqsw.programme, now or utcnow())}
+    held = {b.session_id for b in bookings.live_bookings(nqsw)}
+    ids = [int(sid[1:]) for sid in _avoided([nqsw], open_ids).get(nqsw.id, [])]
+    found = db.session.scalars(select(Session).where(Session.id.in_(ids))).all()
+    return sorted((s for s in found if s.id not in held), key=lambda s: s.starts_at)
+
+
+def clear_avoided(nqsw: NQSW, *, by: User | None, now: datetime | None = None) -> None:
+    """Let allocation offer the NQSW every date again, including ones they turned down."""
+    now = now or utcnow()
+    before = nqsw.avoid_cleared_at
+    nqsw.avoid_cleared_at = now
+    record(
+        "nqsw.avoid_clear",
+        nqsw,
+        actor=by,
+        before={"avoid_cleared_at": before.isoformat() if before else None},
+        after={"avoid_cleared_at": now.isoformat()},
+        nqsw_id=nqsw.id,
+    )
+    db.session.commit()
+
+
+def set_workshop_wanted(
+    nqsw: NQSW, course: Course, wanted: bool, *, by: User | None, now: datetime | None = None
+) -> bool:
+    """Mark an optional workshop as wanted (or not) for allocation; return True if changed."""
+    if not course.optional or course.programme_id != nqsw.programme_id:
+        raise AllocationError("Only an optional workshop of the NQSW's programme can be asked for.")
+    if nqsw.withdrawn_at is not None:
+        raise AllocationError("This NQSW has been withdrawn from the programme.")
+    existing = db.session.get(CourseWish, (nqsw.id, course.id))
+    if (existing is not None) == wanted:
+        return False
+    if wanted:
+        db.session.add(
+            CourseWish(
+                nqsw_id=nqsw.id,
+                course_id=course.id,
+                created_at=now or utcnow(),
+                created_by_id=by.id if by else None,
+            )
+        )
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()  # a second click raced the first: already wanted
+            return False
+    else:
+        db.session.delete(existing)
+    record(
+        "workshop.want" if wanted else "workshop.unwant",
+        nqsw,
+        actor=by,
+        before={"course_id": course.id, "wanted": not wanted},
+        after={"course_id": course.id, "wanted": wanted},
+        nqsw_id=nqsw.id,
+    )
+    db.session.commit()
+    return True
+
+
+def wanted_workshops(nqsw: NQSW) -> set[int]:
+    """Return the ids of the optional workshops the NQSW asked for."""
+    return _wishes({nqsw.id}).get(nqsw.id, set())
 
 
 # --- running ---------------------------------------------------------------------------
@@ -314,9 +454,26 @@ class _ProgressWriter:
                         progress_objective=progress.objective,
                         progress_bound=progress.bound,
                         progress_seconds=progress.seconds,
+                        progress_json=json.dumps(_figures(progress)),
                         progress_updated_at=utcnow(),
                     )
                 )
+
+
+def _store_reserve(problem: Problem) -> float:
+    """Return the seconds kept back for writing the result (measured: see docs)."""
+    return 0.2 + 2e-5 * len(problem.requests)
+
+
+def _figures(progress: Progress) -> dict[str, Any]:
+    return {
+        "placed": progress.placed,
+        "placed_bound": progress.placed_bound,
+        "preference_cost": progress.preference_cost,
+        "cost_bound": progress.cost_bound,
+        "greedy_placed": progress.greedy_placed,
+        "greedy_cost": progress.greedy_cost,
+    }
 
 
 def run_proposal(
@@ -328,25 +485,27 @@ def run_proposal(
     """Solve a running proposal's problem and store the result beside the greedy one."""
     if proposal.status is not ProposalStatus.RUNNING:
         raise AllocationError("This proposal has already run.")
+    # The coordinator's time limit covers everything from here to the stored result.
+    began = time.perf_counter()
     workers = workers or current_app.config.get("ALLOCATION_WORKERS", 2)
     proposal_id, time_limit = proposal.id, float(proposal.time_limit_seconds)
+    allow_moves = proposal.allow_moves
     try:
-        problem = load_problem(json.loads(proposal.problem_json))
-        baseline = greedy(problem)
-        proposal.greedy_json = json.dumps(allocation_to_json(baseline))
-        proposal.progress_phase = "placements"
-        proposal.progress_objective = float(baseline.placed)
-        proposal.progress_updated_at = utcnow()
-        # The greedy figures are the first progress a page can show. Nothing may touch
-        # the session after this commit until the solve ends: on SQLite any new
-        # transaction takes the write lock the progress writer needs.
+        data = json.loads(proposal.problem_json)
+        # Nothing may touch the session from here until the solve ends: on SQLite any
+        # new transaction takes the write lock the progress writer needs.
         db.session.commit()
+        problem = load_problem(data)
         writer = _ProgressWriter(db.engine, proposal_id, echo)
-        result = solve(
+        result, baseline = solve_with_baseline(
             problem,
-            time_limit=time_limit,
+            time_limit=max(0.1, time_limit - _store_reserve(problem)),
             workers=workers,
             on_progress=writer,
+            began=began,
+            # Moving a booked NQSW costs 1, so greedy (which moves nobody) is always
+            # cheapest there: with moves allowed, placing more people comes first.
+            within_greedy_cost=not allow_moves,
         )
     except Exception:
         db.session.rollback()
@@ -358,11 +517,12 @@ def run_proposal(
         return proposal
     db.session.refresh(proposal)
     proposal.result_json = json.dumps(allocation_to_json(result))
+    proposal.greedy_json = json.dumps(allocation_to_json(baseline))
     proposal.status = ProposalStatus.READY
     proposal.progress_phase = "done"
     proposal.progress_objective = float(result.placed)
     proposal.progress_bound = float(result.bound_placed)
-    proposal.progress_seconds = result.seconds
+    proposal.progress_seconds = time.perf_counter() - began
     proposal.progress_updated_at = utcnow()
     db.session.commit()
     log.info(
@@ -411,7 +571,7 @@ def start_run(
 
 @dataclass(frozen=True)
 class RunProgress:
-    """What a progress poll reports."""
+    """What a progress poll reports: figures, and the same in words."""
 
     status: str
     phase: str
@@ -422,6 +582,14 @@ class RunProgress:
     seconds: float
     time_limit: int
     message: str
+    cost_bound: int | None = None
+    greedy_placed: int | None = None
+    greedy_cost: int | None = None
+    details: tuple[str, ...] = ()
+
+    @property
+    def seconds_left(self) -> int:
+        return max(0, round(self.time_limit - self.seconds))
 
     def as_json(self) -> dict[str, Any]:
         """Return the figures as a JSON object."""
@@ -431,19 +599,23 @@ class RunProgress:
             "placed": self.placed,
             "placed_bound": self.placed_bound,
             "preference_cost": self.preference_cost,
+            "cost_bound": self.cost_bound,
+            "greedy_placed": self.greedy_placed,
+            "greedy_cost": self.greedy_cost,
             "requests": self.requests,
             "seconds": round(self.seconds, 1),
+            "seconds_left": self.seconds_left,
             "time_limit": self.time_limit,
             "message": self.message,
+            "details": list(self.details),
         }
 
 
 def _requests(problem_data: dict[str, Any]) -> int:
     total = 0
     for learner in problem_data["learners"]:
-        total += len(learner["needs"]) + len(
-            [c for c in learner["fixed"] if c not in learner["needs"]]
-        )
+        asked = [*learner["needs"], *learner.get("wants", [])]
+        total += len(asked) + len([c for c in learner["fixed"] if c not in asked])
     return total
 
 
@@ -456,37 +628,92 @@ def is_abandoned(proposal: AllocationProposal, now: datetime | None = None) -> b
     return (now - heard).total_seconds() > proposal.time_limit_seconds + ABANDON_GRACE_SECONDS
 
 
+def _places(n: int) -> str:
+    return f"{n:,} place" + ("" if n == 1 else "s")
+
+
+def describe(
+    placed: int, placed_bound: int, cost: int, cost_bound: int, greedy: tuple[int, int]
+) -> tuple[str, ...]:
+    """Return the comparison a coordinator reads: against first come, first served and the best.
+
+    Two sentences: places (more than greedy, and how many short of the most possible)
+    and preference cost (how many listed-date steps people are away from their first
+    choices, against greedy's and the least possible at this many places).
+    """
+    more = placed - greedy[0]
+    versus = (
+        f"{_places(more)} more than first come, first served ({greedy[0]:,})"
+        if more > 0
+        else f"as many as first come, first served ({greedy[0]:,})"
+    )
+    short = placed_bound - placed
+    best = (
+        "no allocation can place more"
+        if short <= 0
+        else f"at most {_places(short)} short of the most possible ({placed_bound:,})"
+    )
+    saved = greedy[1] - cost
+    cost_versus = (
+        f"{saved:,} lower than first come, first served ({greedy[1]:,})"
+        if saved > 0
+        else f"the same as first come, first served ({greedy[1]:,})"
+    )
+    gap = cost - cost_bound
+    least = (
+        "and no allocation with as many places does better"
+        if gap <= 0
+        else f"and at most {gap:,} above the least possible for that many places ({cost_bound:,})"
+    )
+    return (
+        f"{placed:,} course places filled: {versus}; {best}.",
+        f"Preference cost {cost:,} (one point for each step down someone's list of dates):"
+        f" {cost_versus}, {least}.",
+    )
+
+
 def run_progress(proposal: AllocationProposal) -> RunProgress:
     """Return the proposal's progress in words and figures."""
     db.session.refresh(proposal)
     requests = _requests(json.loads(proposal.problem_json))
     status = proposal.status.value
-    placed = bound = cost = None
     phase = proposal.progress_phase
+    figures = json.loads(proposal.progress_json or "{}")
+    placed = figures.get("placed")
+    bound = figures.get("placed_bound")
+    cost = figures.get("preference_cost")
+    cost_bound = figures.get("cost_bound")
+    greedy_figures = (figures.get("greedy_placed"), figures.get("greedy_cost"))
+    details: tuple[str, ...] = ()
+    seconds = proposal.progress_seconds
     if proposal.status is ProposalStatus.RUNNING and is_abandoned(proposal):
         status = ProposalStatus.FAILED.value
         message = "The run stopped without a result (the server may have restarted). Run again."
     elif proposal.status is ProposalStatus.RUNNING:
-        # Messages leave out the clock so a screen reader announces only real news.
-        if phase == "preferences":
-            cost = round(proposal.progress_objective or 0)
-            message = (
-                f"Most places found; now choosing preferred dates (preference cost so far {cost})."
-            )
-        elif proposal.progress_objective is not None:
-            placed = round(proposal.progress_objective)
-            if proposal.progress_bound is not None:
-                bound = round(proposal.progress_bound)
-            most = f" (at most {bound} possible)" if bound is not None else ""
-            message = f"Best so far places {placed} of {requests} course places{most}."
+        # The message leaves out the clock so a screen reader announces only real news.
+        if placed is None:
+            message = "Building the problem and the first-come, first-served answer."
         else:
-            message = "Starting the solver."
+            message = (
+                "Improving the places and dates."
+                if phase == "placements"
+                else "Places found; now moving people to dates they listed."
+            )
+            details = describe(placed, bound, cost, cost_bound, greedy_figures)
+        if proposal.progress_updated_at is not None:
+            # Time runs on between reports from the solver.
+            seconds += (utcnow() - proposal.progress_updated_at).total_seconds()
     elif proposal.status is ProposalStatus.FAILED:
         message = proposal.error or "The run failed."
     else:
         result = allocation_from_json(json.loads(proposal.result_json or "{}"))
         placed, bound, cost = result.placed, result.bound_placed, result.preference_cost
-        message = f"Finished: {placed} of {requests} course places placed ({result.status})."
+        cost_bound = result.bound_preference_cost
+        if proposal.greedy_json:
+            base = allocation_from_json(json.loads(proposal.greedy_json))
+            greedy_figures = (base.placed, base.preference_cost)
+            details = describe(placed, bound, cost, cost_bound, greedy_figures)
+        message = f"Finished: {placed:,} of {requests:,} course places placed ({result.status})."
     return RunProgress(
         status=status,
         phase=phase,
@@ -494,9 +721,13 @@ def run_progress(proposal: AllocationProposal) -> RunProgress:
         placed_bound=bound,
         preference_cost=cost,
         requests=requests,
-        seconds=proposal.progress_seconds,
+        seconds=min(seconds, float(proposal.time_limit_seconds)),
         time_limit=proposal.time_limit_seconds,
         message=message,
+        cost_bound=cost_bound,
+        greedy_placed=greedy_figures[0],
+        greedy_cost=greedy_figures[1],
+        details=details,
     )
 
 
@@ -553,6 +784,7 @@ class Review:
     report: CommitReport | None = None
     refused: list[tuple[NQSW, Course, str]] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
 
 
 def _index(problem: Problem) -> tuple[dict[str, NQSW], dict[str, Session]]:
@@ -642,6 +874,8 @@ def review_proposal(proposal: AllocationProposal) -> Review:
             after.get(s.id, 0) + sum(1 for u in unplaced if u.keeps is sessions[s.id]),
         )
         for s in problem.sessions
+        # Sessions under way or run are in the problem only for protected time.
+        if s.start > proposal.created_at
     ]
     order = {c.code: c.position for c in courses.values()}
     new.sort(key=lambda p: (order[p.course.code], p.session.starts_at, p.nqsw.id))
@@ -668,6 +902,15 @@ def review_proposal(proposal: AllocationProposal) -> Review:
         report=report,
         refused=refused,
         warnings=result.warnings,
+        details=describe(
+            result.placed,
+            result.bound_placed,
+            result.preference_cost,
+            result.bound_preference_cost,
+            (baseline.placed, baseline.preference_cost),
+        )
+        if baseline is not None
+        else (),
     )
 
 

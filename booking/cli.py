@@ -227,7 +227,11 @@ def attendance_alerts_command() -> None:
 @click.argument("programme_slug")
 @click.option("--time-limit", default=30, show_default=True, help="Solver seconds (1-600).")
 @click.option("--allow-moves", is_flag=True, help="Let existing bookings move to another date.")
-@click.option("--include-optional", is_flag=True, help="Place optional workshops too.")
+@click.option(
+    "--include-optional",
+    is_flag=True,
+    help="Place optional workshops too, for the NQSWs who asked for them.",
+)
 @click.option("--commit", "commit_it", is_flag=True, help="Commit the proposal (books places).")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the result JSON here."

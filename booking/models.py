@@ -358,6 +358,8 @@ class NQSW(Model):
     line_manager_email: Mapped[str] = mapped_column(String(254), default="")
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Dates the NQSW cancelled or declined before this are offered by allocation again.
+    avoid_cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     user: Mapped[User] = relationship(back_populates="nqsw")
     employer: Mapped[Employer] = relationship(back_populates="nqsws")
@@ -662,6 +664,17 @@ class AttendanceAlert(Model):
 # Allocation proposals
 
 
+class CourseWish(Model):
+    """An optional workshop an NQSW asked to be placed on (or a coordinator asked for them)."""
+
+    nqsw_id: Mapped[int] = mapped_column(ForeignKey("nqsw.id"), primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), default=None)
+
+    course: Mapped[Course] = relationship()
+
+
 class ProposalStatus(enum.Enum):
     RUNNING = "running"
     READY = "ready"
@@ -691,6 +704,8 @@ class AllocationProposal(Model):
     progress_bound: Mapped[float | None] = mapped_column(default=None)
     progress_seconds: Mapped[float] = mapped_column(default=0.0)
     progress_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The latest whole-run figures (placements, cost, bounds, greedy's), as JSON.
+    progress_json: Mapped[str] = mapped_column(Text, default="{}")
     # JSON documents in the scheduler's formats; ids only, no personal data.
     problem_json: Mapped[str] = mapped_column(Text)
     # The places NQSWs held when the run started ({"n<id>": {course code: "s<id>"}}).

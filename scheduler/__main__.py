@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "solve" and not args.time_limit > 0:
         parser.error("--time-limit must be more than 0")
 
+    # The time limit covers reading the file too.
+    began = time.perf_counter()
     try:
         problem = load_problem(read_instance(args.instance))
     except ProblemError as exc:
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             on_progress=_log_progress,
             engine=args.engine,
+            began=began,
         )
     else:
         result = greedy(problem)

@@ -14,6 +14,7 @@ from ortools.graph.python import max_flow, min_cost_flow
 
 from scheduler.ledger import Ledger
 from scheduler.problem import Problem
+from scheduler.rules import EPSILON
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,25 @@ def candidates(problem: Problem) -> Candidates:
     reqs: list[int] = []
     sessions: list[tuple[int, ...]] = []
     costs: list[tuple[int, ...]] = []
+    room = [s.capacity - t for s, t in zip(problem.sessions, ledger.taken, strict=True)]
+    days = [problem.days_of(i) for i in range(len(problem.sessions))]
     for ri, req in enumerate(problem.requests):
         if req.fixed is not None:
             continue
-        ok = [
-            (si, c)
-            for si, c in zip(req.sessions, req.costs, strict=True)
-            if ledger.fits(req.learner, si)
-        ]
+        if ledger.held[req.learner]:
+            ok = [
+                (si, c)
+                for si, c in zip(req.sessions, req.costs, strict=True)
+                if ledger.fits(req.learner, si)
+            ]
+        else:
+            # Nothing held: a date fits when it has room and is no longer than the cap.
+            cap = ledger.caps[req.learner] + EPSILON
+            ok = [
+                (si, c)
+                for si, c in zip(req.sessions, req.costs, strict=True)
+                if room[si] > 0 and days[si] <= cap
+            ]
         reqs.append(ri)
         sessions.append(tuple(si for si, _ in ok))
         costs.append(tuple(c for _, c in ok))

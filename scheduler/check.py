@@ -32,7 +32,11 @@ def violations(problem: Problem, assignments: Iterable[Assignment]) -> list[str]
         if (a.learner, a.course) in seen:
             found.append(f"{a}: learner placed twice on {a.course}")
         seen.add((a.learner, a.course))
-        if a.course not in learner.needs and a.course not in learner.fixed:
+        if (
+            a.course not in learner.needs
+            and a.course not in learner.wants
+            and a.course not in learner.fixed
+        ):
             found.append(f"{a}: course not needed")
         per_learner.setdefault(a.learner, []).append(a)
         if learner.fixed.get(a.course) == a.session:
@@ -46,6 +50,8 @@ def violations(problem: Problem, assignments: Iterable[Assignment]) -> list[str]
             found.append(f"{a}: learner unavailable on {day}")
         if s.group is not None and s.group not in learner.groups:
             found.append(f"{a}: session is for group {s.group}")
+        if a.session in learner.avoid:
+            found.append(f"{a}: learner asked not to be placed on {a.session}")
 
     for learner in problem.learners:
         placed = {a.course for a in per_learner.get(learner.id, [])}

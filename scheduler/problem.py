@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -39,11 +40,16 @@ class ProblemError(ValueError):
 
 @dataclass(frozen=True)
 class Course:
-    """A course every session of which takes ``days`` of protected time."""
+    """A course every session of which takes ``days`` of protected time.
+
+    An ``optional`` course (a workshop) is placed only for learners who list it in
+    ``wants``.
+    """
 
     id: str
     title: str
     days: float
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,11 +98,14 @@ class Learner:
     preferences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fixed: Mapping[str, str] = field(default_factory=dict)
     groups: frozenset[str] = frozenset()
+    wants: tuple[str, ...] = ()
+    avoid: frozenset[str] = frozenset()
 
     @property
     def requests(self) -> tuple[str, ...]:
-        """Return the courses to place: ``needs``, then fixed courses not listed there."""
-        return self.needs + tuple(c for c in self.fixed if c not in self.needs)
+        """Return the courses to place: ``needs``, ``wants``, then other fixed courses."""
+        asked = self.needs + self.wants
+        return asked + tuple(c for c in self.fixed if c not in asked)
 
     def preference_cost(self, course: str, session: str) -> int:
         """Return the cost of placing this learner on ``session`` for ``course``."""
@@ -120,6 +129,7 @@ class Request:
     offered: int
     in_year: int
     open_to_learner: int
+    available: int = 0  # open dates outside every unavailable range, avoided or not
 
 
 @dataclass(frozen=True)
@@ -148,32 +158,56 @@ class Problem:
     @cached_property
     def requests(self) -> tuple[Request, ...]:
         """Return every (learner, course) request with its statically eligible sessions."""
+        # Sessions of each course (and of each course and group) in start order, with
+        # their days beside them, so each learner's year is two bisections, not a scan.
         by_course: dict[str, list[int]] = {c.id: [] for c in self.courses}
         for i, s in enumerate(self.sessions):
             by_course[s.course].append(i)
+        by_group: dict[tuple[str, str | None], list[int]] = {}
         for ids in by_course.values():
             ids.sort(key=lambda i: (self.sessions[i].start, i))
+            for i in ids:
+                by_group.setdefault((self.sessions[i].course, self.sessions[i].group), []).append(i)
+        days_of = {
+            key: [self.sessions[i].day for i in ids]
+            for key, ids in [*by_course.items(), *by_group.items()]
+        }
+
+        def within(key: Any, ids: list[int], first: date, last: date) -> list[int]:
+            days = days_of[key]
+            return ids[bisect_left(days, first) : bisect_right(days, last)]
+
+        order = {i: k for ids in by_course.values() for k, i in enumerate(ids)}
+        day = [s.day for s in self.sessions]
         out: list[Request] = []
         for li, learner in enumerate(self.learners):
             for course in learner.requests:
                 offered = by_course[course]
-                in_year = [
-                    i for i in offered if learner.start <= self.sessions[i].day <= learner.end
-                ]
-                open_ = [
-                    i
-                    for i in in_year
-                    if self.sessions[i].group is None or self.sessions[i].group in learner.groups
-                ]
-                eligible = [
-                    i
-                    for i in open_
-                    if not any(self.sessions[i].day in r for r in learner.unavailable)
-                ]
+                in_year = within(course, offered, learner.start, learner.end)
+                open_: list[int] = []
+                for group in (None, *sorted(learner.groups)):
+                    members = by_group.get((course, group))
+                    if members:
+                        open_ += within((course, group), members, learner.start, learner.end)
+                if len(open_) > 1:
+                    open_.sort(key=order.__getitem__)
+                eligible = open_
+                if learner.unavailable:
+                    eligible = [
+                        i
+                        for i in open_
+                        if not any(r.start <= day[i] <= r.end for r in learner.unavailable)
+                    ]
+                available = len(eligible)
+                if learner.avoid:
+                    eligible = [i for i in eligible if self.sessions[i].id not in learner.avoid]
                 listed = learner.preferences.get(course, ())
-                rank = {self.session_index[sid]: k for k, sid in enumerate(listed)}
-                # Stable sort keeps start-time order among unlisted sessions.
-                eligible.sort(key=lambda i: rank.get(i, len(listed)))
+                costs = [len(listed)] * len(eligible)
+                if listed:
+                    rank = {self.session_index[sid]: k for k, sid in enumerate(listed)}
+                    # Stable sort keeps start-time order among unlisted sessions.
+                    eligible.sort(key=lambda i: rank.get(i, len(listed)))
+                    costs = [rank.get(i, len(listed)) for i in eligible]
                 fixed = learner.fixed.get(course)
                 out.append(
                     Request(
@@ -181,10 +215,11 @@ class Problem:
                         course=course,
                         fixed=None if fixed is None else self.session_index[fixed],
                         sessions=tuple(eligible),
-                        costs=tuple(rank.get(i, len(listed)) for i in eligible),
+                        costs=tuple(costs),
                         offered=len(offered),
                         in_year=len(in_year),
                         open_to_learner=len(open_),
+                        available=available,
                     )
                 )
         return tuple(out)
@@ -200,7 +235,7 @@ class Problem:
             taken[req.fixed] = taken.get(req.fixed, 0) + 1
             learner = self.learners[req.learner]
             s = self.sessions[req.fixed]
-            if req.fixed not in req.sessions:
+            if req.fixed not in req.sessions and s.id not in learner.avoid:
                 warnings.append(
                     f"fixed: learner {learner.id} is held on {s.id} ({req.course}), a date"
                     " outside their ASYE year, group or availability"
@@ -413,14 +448,18 @@ def load_problem(data: Any) -> Problem:
     courses: list[Course] = []
     for k, raw in enumerate(_list(top["courses"], "courses")):
         p = f"courses[{k}]"
-        c = _obj(raw, p, {"id", "days"}, {"title"})
+        c = _obj(raw, p, {"id", "days"}, {"title", "optional"})
         days = _num(c["days"], f"{p}.days")
         if days <= 0:
             raise ProblemError(f"{p}.days", f"must be more than 0, got {days:g}")
         title = _str(c["title"], f"{p}.title") if "title" in c else c["id"]
-        courses.append(Course(_str(c["id"], f"{p}.id"), title, days))
+        optional = c.get("optional", False)
+        if not isinstance(optional, bool):
+            raise ProblemError(f"{p}.optional", f"expected true or false, got {_kind(optional)}")
+        courses.append(Course(_str(c["id"], f"{p}.id"), title, days, optional))
     _unique([c.id for c in courses], "courses", "course")
     course_ids = {c.id for c in courses}
+    optional_ids = {c.id for c in courses if c.optional}
 
     sessions: list[SessionSlot] = []
     for k, raw in enumerate(_list(top["sessions"], "sessions")):
@@ -444,7 +483,9 @@ def load_problem(data: Any) -> Problem:
 
     learners: list[Learner] = []
     for k, raw in enumerate(_list(top["learners"], "learners")):
-        learners.append(_load_learner(raw, f"learners[{k}]", course_ids, session_course))
+        learners.append(
+            _load_learner(raw, f"learners[{k}]", course_ids, optional_ids, session_course)
+        )
     _unique([lr.id for lr in learners], "learners", "learner")
     return Problem(rules, tuple(courses), tuple(sessions), tuple(learners))
 
@@ -468,13 +509,17 @@ def _load_rules(raw: Any) -> Rules:
 
 
 def _load_learner(
-    raw: Any, p: str, course_ids: set[str], session_course: Mapping[str, str]
+    raw: Any,
+    p: str,
+    course_ids: set[str],
+    optional_ids: set[str],
+    session_course: Mapping[str, str],
 ) -> Learner:
     lr = _obj(
         raw,
         p,
         {"id", "start", "end", "fte", "needs"},
-        {"employer", "unavailable", "preferences", "fixed", "groups"},
+        {"employer", "unavailable", "preferences", "fixed", "groups", "wants", "avoid"},
     )
     lid = _str(lr["id"], f"{p}.id")
     employer = _str(lr["employer"], f"{p}.employer") if "employer" in lr else ""
@@ -492,7 +537,19 @@ def _load_learner(
         _known_course(c, cp, course_ids)
         if c in needs:
             raise ProblemError(cp, f'course "{c}" listed twice')
+        if c in optional_ids:
+            raise ProblemError(cp, f'"{c}" is optional: list it in wants if the learner asked')
         needs.append(c)
+
+    wants: list[str] = []
+    for k, c in enumerate(_list(lr.get("wants", []), f"{p}.wants")):
+        cp = f"{p}.wants[{k}]"
+        _known_course(c, cp, course_ids)
+        if c not in optional_ids:
+            raise ProblemError(cp, f'"{c}" is not optional: list it in needs')
+        if c in wants:
+            raise ProblemError(cp, f'course "{c}" listed twice')
+        wants.append(c)
 
     unavailable: list[DateRange] = []
     for k, u in enumerate(_list(lr.get("unavailable", []), f"{p}.unavailable")):
@@ -528,6 +585,17 @@ def _load_learner(
         _session_of(sid, fp, course, session_course)
         fixed[course] = sid
 
+    avoid: list[str] = []
+    for k, sid in enumerate(_list(lr.get("avoid", []), f"{p}.avoid")):
+        ap = f"{p}.avoid[{k}]"
+        if _str(sid, ap) not in session_course:
+            raise ProblemError(ap, f'unknown session "{sid}"')
+        if sid in avoid:
+            raise ProblemError(ap, f'session "{sid}" listed twice')
+        if sid in fixed.values():
+            raise ProblemError(ap, f'session "{sid}" is also a fixed place')
+        avoid.append(sid)
+
     groups: list[str] = []
     for k, g in enumerate(_list(lr.get("groups", []), f"{p}.groups")):
         groups.append(_str(g, f"{p}.groups[{k}]"))
@@ -543,6 +611,8 @@ def _load_learner(
         preferences=preferences,
         fixed=fixed,
         groups=frozenset(groups),
+        wants=tuple(wants),
+        avoid=frozenset(avoid),
     )
 
 

@@ -14,6 +14,7 @@ CODES = (
     "no-date",
     "no-group",
     "unavailable",
+    "avoid",
     "protected-time",
     "clash",
     "capacity",
@@ -35,8 +36,13 @@ def reason(problem: Problem, ledger: Ledger, req: Request) -> str:
         )
     if req.open_to_learner == 0:
         return "no-group: no date in the ASYE year is open to the learner's groups"
-    if not req.sessions:
+    if req.available == 0:
         return "unavailable: unavailable on every date in the ASYE year"
+    if not req.sessions:
+        return (
+            f"avoid: every remaining date ({req.available}) is one the learner must not be"
+            " placed on (a cancelled place or a declined offer)"
+        )
     cap = rules.cap_days(learner.fte)
     days = problem.course_by_id[req.course].days
     window = f"{rules.window_weeks} weeks"

@@ -11,7 +11,16 @@ Formulation (the measurements behind each choice are in benchmarks/RESULTS.md):
 * protected time as one knapsack row per window that could actually overflow, in whole
   units of the smallest day fraction, dropping windows that another one implies;
 * learners only interact through capacity rows that can bind, so the model splits into
-  independent parts; small parts are batched into one model to save start-up cost.
+  independent parts. Each part is its own task with its own share of the time (in
+  proportion to its size; time a task leaves unused flows on to the next), solved on
+  ``workers`` threads side by side when every part fits a MIP, one at a time when some
+  part is improved in Python (which holds the interpreter lock); parts not proved
+  optimal then share the time left. Only tiny parts are batched, to save solver starts.
+* the greedy answer is every part's start and floor: by default no part ends with
+  fewer placements or a higher preference cost than greedy's answer in it.
+* the time limit counts from the caller's clock (``began``) and covers building,
+  solving, checking and explaining: stages start only when their measured cost fits
+  (``STAGE_RATE``, ``MIP_RATE``), and ``_reserve`` keeps back the final phase.
 
 Engines, per batch:
 
@@ -27,10 +36,12 @@ Engines, per batch:
   sessions' places among the groups, and one exact MIP per group (HiGHS) gives the
   answer. The proof is a Lagrangian bound: the same groups with the open sessions
   priced by the LP's duals instead of limited. Group MIPs run on ``workers`` threads.
-* other big batches: ``_large``. Learners alike in cap, fixed places and open dates
-  form classes; column generation (a master LP over patterns of sessions, priced by
-  each class's exact MIP) finds patterns that fit together within capacity; they
-  are shared out by min-cost flow, filled, then each course in turn is re-assigned
+* other big batches, and parts whose share of time is too short for a MIP
+  (``MIP_RATE``): ``_large``. Where learners gather into few classes (alike in cap,
+  fixed places and open dates), column generation (a master LP over patterns of
+  sessions, priced by each class's exact MIP) finds patterns that fit together within
+  capacity, shared out by min-cost flow and filled; otherwise greedy's answer is the
+  start. Then each course in turn is re-assigned
   for everyone at once by min-cost flow (``_sweep``), the learners who pay most are
   re-solved one at a time, and neighbourhoods of ``NEIGHBOURHOOD`` learners are
   re-solved exactly until the time is up. The bound is the lower of the transport
@@ -39,7 +50,8 @@ Engines, per batch:
 * ``cp-sat``: the same model in CP-SAT, kept for comparison.
 
 The greedy answer is always the starting point and the floor: ``solve`` never returns
-fewer placements, or the same with a higher cost, than ``scheduler.baseline``.
+fewer placements than ``scheduler.baseline``, nor (``within_greedy_cost``, the default)
+a higher preference cost.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +72,7 @@ from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from scheduler.baseline import greedy_ledger
-from scheduler.bounds import Candidates, candidates, cost_bound, placed_bound
+from scheduler.bounds import Candidates, candidates, cost_bound
 from scheduler.check import violations
 from scheduler.ledger import Ledger
 from scheduler.problem import Allocation, Problem
@@ -78,6 +91,20 @@ BATCH_VARIABLES = 20000
 LARGE_VARIABLES = 40000
 # Above this many distinct learner shapes, skip the per-learner caps on the transport.
 PERSONAL_CLASSES = 3000
+# A MIP gets a part only with at least a second per this many variables: SCIP cannot be
+# stopped inside its root LP, which took 30 s for 30,000 variables on a loaded machine
+# (benchmarks/RESULTS.md); with less time the part is improved by local search.
+MIP_RATE = 3000
+# Building a part's rows, a transport flow, or a sweep's or a neighbourhood search's
+# indexes each take about a second per this many variables in Python on a loaded
+# machine (measured on the regional family, benchmarks/RESULTS.md). A stage starts only
+# when that fits before its part's time is up, so the time limit holds.
+STAGE_RATE = 15000
+# Column generation runs only when classes hold this many learners on average.
+CLASS_SIZE = 5
+# ... and when there are at most this many: each round prices every class by a MIP, and
+# 3 rounds over the online family's classes took 51 s under load without beating greedy.
+MOST_CLASSES = 200
 # Learners re-solved together in each improvement step of a large batch.
 NEIGHBOURHOOD = 30
 # The group MIPs of ``_linked``: HiGHS solved every national region of two seeds in at
@@ -94,10 +121,17 @@ PLACEMENT_WEIGHT = 100
 class Progress:
     """A report from a running solve, in whole-problem figures."""
 
-    phase: str  # "placements" or "preferences"
-    objective: float
-    bound: float
-    seconds: float
+    phase: str  # "placements" or "preferences": which figure is being improved now
+    objective: float  # placements or preference cost, after ``phase``
+    bound: float  # the proved bound on that figure so far
+    seconds: float  # since the run began
+    placed: int = 0
+    placed_bound: int = 0
+    preference_cost: int = 0
+    cost_bound: int = 0  # the least cost at these placements, proved so far
+    greedy_placed: int = 0  # first come, first served, for comparison
+    greedy_cost: int = 0
+    time_limit: float = 0.0
 
 
 ProgressFn = Callable[[Progress], None]
@@ -172,15 +206,17 @@ class _Context:
                     used[w] = used.get(w, 0) + self.units[req.fixed]
         self.learner_of = [problem.requests[ri].learner for ri in cand.requests]
         # Maximal sets of sessions live at one instant, found once for everyone.
-        order = sorted(range(len(problem.sessions)), key=lambda i: problem.sessions[i].start)
+        # One sweep over start times, keeping the sessions still running.
+        sessions = problem.sessions
+        starting: dict[Any, list[int]] = {}
+        for i, s in enumerate(sessions):
+            starting.setdefault(s.start, []).append(i)
         cliques: set[frozenset[int]] = set()
-        for i in order:
-            t = problem.sessions[i].start
-            live = frozenset(
-                j for j in order if problem.sessions[j].start <= t < problem.sessions[j].end
-            )
-            if len(live) > 1:
-                cliques.add(live)
+        running: list[int] = []
+        for t in sorted(starting):
+            running = [j for j in running if sessions[j].end > t] + starting[t]
+            if len(running) > 1:
+                cliques.add(frozenset(running))
         self.cliques = [c for c in cliques if not any(c < d for d in cliques)]
         self.cliques_of: dict[int, list[int]] = {}
         for k, c in enumerate(self.cliques):
@@ -314,7 +350,11 @@ def _batches(parts: list[_Part]) -> list[list[_Part]]:
 
 @dataclass
 class _Totals:
-    """Running whole-problem figures, so progress reports mean the same in every batch."""
+    """Where one task's progress goes: its own figures, posted to the run's board.
+
+    The functions below report part figures as ``base + value`` (the bases are 0 here);
+    the board adds every task's latest figures up into whole-problem progress.
+    """
 
     placed: int
     placed_bound: int
@@ -322,12 +362,102 @@ class _Totals:
     cost_bound: int
     began: float
     on_progress: ProgressFn | None
-    # Summed cost bounds hold for the whole problem only when every batch proved its count.
-    counts_proven: bool = True
+    board: _Board | None = None
+    task: int = 0
 
     def report(self, phase: str, objective: float, bound: float) -> None:
-        if self.on_progress is not None:
-            self.on_progress(Progress(phase, objective, bound, time.perf_counter() - self.began))
+        if self.board is not None:
+            self.board.post(self.task, phase, objective, bound)
+
+
+class _Board:
+    """Whole-problem progress from the latest figures of every task, safe across threads."""
+
+    def __init__(
+        self,
+        fixed: tuple[int, int],
+        tasks: Sequence[tuple[int, int, int]],
+        greedy: tuple[int, int],
+        began: float,
+        time_limit: float,
+        on_progress: ProgressFn | None,
+    ) -> None:
+        self.fixed = fixed
+        # Per task: [placed, placed bound, cost, cost bound], from greedy's answer.
+        self.figures = [[count, bound, cost, 0] for count, bound, cost in tasks]
+        self.greedy = greedy
+        self.began = began
+        self.time_limit = time_limit
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+
+    def post(self, task: int, phase: str, objective: float, bound: float) -> None:
+        with self.lock:
+            row = self.figures[task]
+            if phase == "placements":
+                row[0], row[1] = round(objective), max(round(objective), math.floor(bound))
+            else:
+                row[2], row[3] = round(objective), max(0, min(round(objective), math.ceil(bound)))
+            self.emit(phase)
+
+    def settle(self, task: int, out: _Outcome) -> None:
+        with self.lock:
+            self.figures[task] = [out.count, out.count_bound, out.cost, out.cost_bound]
+            self.emit("placements" if out.count < out.count_bound else "preferences")
+
+    def emit(self, phase: str) -> None:
+        if self.on_progress is None:
+            return
+        placed = self.fixed[0] + sum(r[0] for r in self.figures)
+        cost = self.fixed[1] + sum(r[2] for r in self.figures)
+        self.on_progress(
+            Progress(
+                phase=phase,
+                objective=placed if phase == "placements" else cost,
+                bound=self.fixed[0] + sum(r[1] for r in self.figures)
+                if phase == "placements"
+                else self.fixed[1] + sum(r[3] for r in self.figures),
+                seconds=time.perf_counter() - self.began,
+                placed=placed,
+                placed_bound=self.fixed[0] + sum(r[1] for r in self.figures),
+                preference_cost=cost,
+                cost_bound=self.fixed[1] + sum(r[3] for r in self.figures),
+                greedy_placed=self.greedy[0],
+                greedy_cost=self.greedy[1],
+                time_limit=self.time_limit,
+            )
+        )
+
+
+@dataclass
+class _Task:
+    """One independent part (or a few tiny ones) to solve within its share of the time."""
+
+    parts: list[_Part]
+    size: int
+    greedy: list[bool] = field(default_factory=list)
+    greedy_cost: int = 0
+    requests: int = 0
+    variables: list[_Var] = field(default_factory=list)
+    capped: bool = True  # never above greedy's cost in this part
+    rows: _Rows | None = None
+    out: _Outcome | None = None
+    seconds: float = 0.0
+
+    @property
+    def proved(self) -> bool:
+        out = self.out
+        return out is not None and out.count >= out.count_bound and out.cost <= out.cost_bound
+
+
+def _reserve(problem: Problem) -> float:
+    """Return the seconds kept back for merging, checking and explaining both answers.
+
+    Measured on the regional family under load (benchmarks/RESULTS.md): the check,
+    the fill pass and the reasons for the solver's and greedy's answers took 10 s for
+    30,000 requests at a load average of 6; the constant covers parts that overrun.
+    """
+    return 0.4 + 3e-4 * len(problem.requests)
 
 
 def solve(
@@ -337,90 +467,326 @@ def solve(
     workers: int = 2,
     on_progress: ProgressFn | None = None,
     engine: Engine = "mip",
+    began: float | None = None,
+    within_greedy_cost: bool = True,
 ) -> Allocation:
     """Allocate to maximise placements, then minimise preference cost, within the rules.
 
-    ``workers`` is how many threads run at once: CP-SAT's search workers, or the
-    group MIPs of a split batch (``_linked``); every MIP model runs on one thread.
+    Never fewer placements than first come, first served (``scheduler.baseline``),
+    and with ``within_greedy_cost`` never a higher preference cost either: each part
+    starts from greedy's answer and only improves on it. Without it the objective is
+    purely lexicographic (a caller whose costs price moving a booked place wants
+    that: greedy moves nobody). ``workers`` is how many parts (or group MIPs, or
+    CP-SAT workers) run at once.
+    The whole call, building and explaining included, ends within ``time_limit``
+    seconds of ``began`` (a ``time.perf_counter()`` reading; default: now), so a
+    caller that loaded the problem first can count that time too.
     """
-    began = time.perf_counter()
-    # Leave time for checking the answer and explaining what stayed unplaced.
-    deadline = began + time_limit * 0.95 - 0.2
+    return solve_with_baseline(
+        problem,
+        time_limit=time_limit,
+        workers=workers,
+        on_progress=on_progress,
+        engine=engine,
+        began=began,
+        within_greedy_cost=within_greedy_cost,
+    )[0]
+
+
+def solve_with_baseline(
+    problem: Problem,
+    *,
+    time_limit: float = 60.0,
+    workers: int = 2,
+    on_progress: ProgressFn | None = None,
+    engine: Engine = "mip",
+    began: float | None = None,
+    within_greedy_cost: bool = True,
+) -> tuple[Allocation, Allocation]:
+    """Return ``solve``'s allocation and greedy's, both with the bounds the solve proved."""
+    began = time.perf_counter() if began is None else began
+    end = began + time_limit
+    building = time.perf_counter()
     cand = candidates(problem)
     start = greedy_ledger(problem)
-    hint: dict[tuple[int, int], int] = {}
+    hint: set[tuple[int, int]] = set()
     for k, ri in enumerate(cand.requests):
         req = problem.requests[ri]
         held = start.held[req.learner].get(req.course)
         if held is not None:
-            hint[(k, held)] = 1
+            hint.add((k, held))
 
     ctx = _Context(problem, cand)
-    parts = _split(problem, cand)
-    batches = _batches(parts)
-    remaining = sum(len(p.variables) for p in parts) or 1
-    totals = _Totals(
-        cand.fixed_placed, cand.fixed_placed, cand.fixed_cost, cand.fixed_cost, began, on_progress
+    tasks = [
+        _Task(batch, sum(len(p.variables) for p in batch))
+        for batch in _batches(_split(problem, cand))
+    ]
+    for task in tasks:
+        variables = task.variables = [v for p in task.parts for v in p.variables]
+        task.greedy = [(v.request, v.session) in hint for v in variables]
+        task.greedy_cost = sum(v.cost for v, on in zip(variables, task.greedy, strict=True) if on)
+        task.requests = len({v.request for v in variables})
+    greedy_figures = (start.placed(), start.preference_cost())
+    board = _Board(
+        (cand.fixed_placed, cand.fixed_cost),
+        [(sum(t.greedy), t.requests, t.greedy_cost) for t in tasks],
+        greedy_figures,
+        began,
+        time_limit,
+        on_progress,
     )
+    board.emit("placements")  # greedy's figures: the first progress to show
+    # 5% of the limit more for solver calls that stop a little after being told to.
+    # The final phase does about as much Python work as building did (checking every
+    # place, the reasons for both answers), so on a loaded machine, where building
+    # took longer, keep back as much as building took.
+    reserve = max(_reserve(problem), time.perf_counter() - building)
+    deadline = end - reserve - 0.05 * time_limit
+    for task in tasks:
+        task.capped = within_greedy_cost
+    _run_tasks(tasks, ctx, board, deadline, workers, engine)
+    # Time left by parts that finished early goes to those not yet proved.
+    hard = [t for t in tasks if not t.proved]
+    if hard and deadline - time.perf_counter() > 1.0:
+        _run_tasks(hard, ctx, board, deadline, workers, engine, again=True)
+
     chosen: dict[int, int] = {}
-    for batch in batches:
-        size = sum(len(p.variables) for p in batch)
-        budget = max(0.1, (deadline - time.perf_counter()) * size / remaining)
-        remaining -= size
-        rows = ctx.rows(batch)
-        hinted = [bool(hint.get((v.request, v.session))) for v in rows.vars]
-        if engine == "cp-sat":
-            out = _cpsat(rows, hinted, budget, workers, totals)
-        elif len(rows.vars) > LARGE_VARIABLES:
-            until = time.perf_counter() + budget
-            # When the batch does not split, or its LP fails, what time is left goes on.
-            out = _linked(rows, hinted, budget, totals, ctx, workers) or _large(
-                rows, hinted, max(0.1, until - time.perf_counter()), totals, ctx
-            )
-        else:
-            out = _mip(rows, hinted, budget, totals)
-        totals.placed += out.count
-        totals.placed_bound += out.count_bound
-        totals.cost += out.cost
-        totals.cost_bound += min(out.cost_bound, out.cost)
-        totals.counts_proven = totals.counts_proven and out.count == out.count_bound
+    count_bound = cand.fixed_placed
+    cost_bound_sum = cand.fixed_cost
+    counts_proven = True
+    for task in tasks:
+        out = task.out
+        assert out is not None
+        count_bound += out.count_bound
+        cost_bound_sum += min(out.cost_bound, out.cost)
+        counts_proven = counts_proven and out.count == out.count_bound
         chosen.update(
-            (v.request, v.session) for v, val in zip(rows.vars, out.values, strict=True) if val
+            (v.request, v.session) for v, val in zip(task.variables, out.values, strict=True) if val
         )
 
     ledger = Ledger(problem)
     for k, si in chosen.items():
         ledger.place(problem.requests[cand.requests[k]], si)
-    # After a timeout a request may still fit somewhere; place it rather than report it.
+    placed_tasks = ledger.placed()
+    # After a timeout a request may still fit somewhere; place it rather than report it,
+    # as long as the cost stays within greedy's.
+    spare: float = greedy_figures[1] - ledger.preference_cost() if within_greedy_cost else math.inf
     for k, ri in enumerate(cand.requests):
         req = problem.requests[ri]
-        if req.course not in ledger.held[req.learner]:
-            ledger.try_place(req, cand.sessions[k])
+        if req.course in ledger.held[req.learner]:
+            continue
+        affordable = [
+            si for si, c in zip(cand.sessions[k], cand.costs[k], strict=True) if c <= spare
+        ]
+        took = ledger.try_place(req, affordable)
+        if took is not None:
+            spare -= cand.costs[k][cand.sessions[k].index(took)]
     placed, cost = ledger.placed(), ledger.preference_cost()
     broken = violations(problem, ledger.assignments())
     if broken:  # pragma: no cover - a solver bug; never hand out a wrong allocation
         log.error("solver answer breaks %d rules (first: %s); using greedy", len(broken), broken[0])
         placed, cost = -1, 0
-    if (placed, -cost) < (start.placed(), -start.preference_cost()):
-        ledger, placed, cost = start, start.placed(), start.preference_cost()
-    bound_placed = max(placed, min(totals.placed_bound, placed_bound(cand)))
-    if placed == totals.placed and totals.counts_proven:
-        bound_cost = totals.cost_bound
-    else:
+    if (placed, -cost) < (greedy_figures[0], -greedy_figures[1]) or (
+        within_greedy_cost and cost > greedy_figures[1]
+    ):
+        ledger, placed, cost = start, greedy_figures[0], greedy_figures[1]
+    bound_placed = max(placed, count_bound)
+    arcs = sum(len(ss) for ss in cand.sessions)
+    if placed == placed_tasks and counts_proven:
+        bound_cost = cost_bound_sum
+    elif time.perf_counter() + arcs / STAGE_RATE + reserve / 2 < end:
         bound_cost = cost_bound(cand, placed)
+    else:
+        bound_cost = cand.fixed_cost  # no time for the transport: the trivial bound
     bound_cost = min(bound_cost, cost)
     optimal = placed == bound_placed and cost == bound_cost
-    return Allocation(
+    seconds = time.perf_counter() - began
+    result = Allocation(
         status="optimal" if optimal else "feasible",
         placed=placed,
         unplaced=len(problem.requests) - placed,
         preference_cost=cost,
         bound_placed=bound_placed,
         bound_preference_cost=bound_cost,
-        seconds=time.perf_counter() - began,
+        seconds=seconds,
         assignments=ledger.assignments(),
         unplaced_requests=unplaced_requests(problem, ledger),
         warnings=problem.fixed_warnings,
+    )
+    g_placed, g_cost = greedy_figures
+    g_bound_cost = min(g_cost, bound_cost) if g_placed == placed else min(g_cost, cand.fixed_cost)
+    baseline = Allocation(
+        status="optimal" if (g_placed, g_cost) == (bound_placed, g_bound_cost) else "feasible",
+        placed=g_placed,
+        unplaced=len(problem.requests) - g_placed,
+        preference_cost=g_cost,
+        bound_placed=bound_placed,
+        bound_preference_cost=g_bound_cost,
+        seconds=seconds,
+        assignments=start.assignments(),
+        unplaced_requests=unplaced_requests(problem, start)
+        if ledger is not start
+        else result.unplaced_requests,
+        warnings=problem.fixed_warnings,
+    )
+    log.info("solve: %.2f s of %.2f s", time.perf_counter() - began, time_limit)
+    return result, baseline
+
+
+def _run_tasks(
+    tasks: list[_Task],
+    ctx: _Context,
+    board: _Board,
+    deadline: float,
+    workers: int,
+    engine: Engine,
+    again: bool = False,
+) -> None:
+    """Solve the tasks on ``workers`` threads, biggest first, each within its share of time.
+
+    A task's share is the time the workers have left, less what running tasks were
+    promised, in proportion to its size among the tasks not yet started; so time a
+    task leaves unused flows on to the ones after it.
+    """
+    lock = threading.Lock()
+    queue = sorted(range(len(tasks)), key=lambda i: -tasks[i].size)
+    promised: dict[int, float] = {}
+    left = sum(tasks[i].size for i in queue) or 1
+    # Parts too big for one MIP are improved in Python, which holds the interpreter
+    # lock: side by side they would each get half the promised speed, so they go one
+    # at a time, each with all the workers for its own MIPs.
+    python = any(tasks[i].size > LARGE_VARIABLES for i in queue)
+    lanes = 1 if python else max(1, min(workers, len(queue)))
+    # With parts side by side each runs on one thread; a lone part gets them all.
+    inner = 1 if lanes > 1 else max(1, workers)
+
+    def take() -> tuple[int, float] | None:
+        nonlocal left
+        with lock:
+            if not queue:
+                return None
+            i = queue.pop(0)
+            now = time.perf_counter()
+            room = lanes * max(0.0, deadline - now)
+            room -= sum(max(0.0, u - now) for u in promised.values())
+            share = room * tasks[i].size / max(1, left)
+            left -= tasks[i].size
+            until = min(deadline, now + max(0.05, share))
+            promised[i] = until
+            return i, until
+
+    def work() -> None:
+        while (got := take()) is not None:
+            i, until = got
+            t0 = time.perf_counter()
+            log.info("part %d (%d variables): %.1f s", i, tasks[i].size, until - t0)
+            _solve_task(tasks[i], i, ctx, board, until, engine, again, inner)
+            tasks[i].seconds += time.perf_counter() - t0
+            log.info(
+                "part %d done in %.1f s (%.1f s over)",
+                i,
+                time.perf_counter() - t0,
+                time.perf_counter() - until,
+            )
+            with lock:
+                promised.pop(i, None)
+
+    if lanes == 1:
+        work()
+        return
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        for job in [pool.submit(work) for _ in range(lanes)]:
+            job.result()
+
+
+def _solve_task(
+    task: _Task,
+    index: int,
+    ctx: _Context,
+    board: _Board,
+    until: float,
+    engine: Engine,
+    again: bool,
+    workers: int,
+) -> None:
+    """Solve (or, ``again``, keep improving) one task, never leaving it worse than greedy."""
+    totals = _Totals(0, 0, 0, 0, board.began, None, board, index)
+    if task.rows is None:
+        if time.perf_counter() + task.size / STAGE_RATE > until:
+            # No time even to build the part: greedy's answer stands, bounds trivial.
+            task.out = _Outcome(
+                list(task.greedy), sum(task.greedy), task.requests, task.greedy_cost, 0
+            )
+            board.settle(index, task.out)
+            return
+        task.rows = ctx.rows(task.parts)
+    rows = task.rows
+    budget = max(0.05, until - time.perf_counter())
+    before = task.out
+    if before is not None:
+        # More time for a part not yet proved: carry on from its answer.
+        if (
+            len(rows.vars) > LARGE_VARIABLES
+            or engine == "cp-sat"
+            or budget < len(rows.vars) / MIP_RATE
+        ):
+            values = _polish(rows, before.values, ctx, totals, before.count_bound, until, until)
+            out = _Outcome(
+                values, sum(values), before.count_bound, _cost(rows, values), before.cost_bound
+            )
+        else:
+            out = _mip(rows, before.values, budget, totals)
+            # Each cost bound holds for any count at least the one it was proved at.
+            out.count_bound = min(out.count_bound, before.count_bound)
+            out.cost_bound = min(out.cost, max(out.cost_bound, before.cost_bound))
+    elif engine == "cp-sat":
+        out = _cpsat(rows, task.greedy, budget, workers, totals)
+    elif len(rows.vars) > LARGE_VARIABLES or budget < len(rows.vars) / MIP_RATE:
+        out = _linked(rows, task.greedy, budget, totals, ctx, workers) or _large(
+            rows, task.greedy, max(0.05, until - time.perf_counter()), totals, ctx
+        )
+    else:
+        out = _mip(rows, task.greedy, budget, totals)
+    task.out = _dominant(rows, out, task, ctx, totals, until)
+    board.settle(index, task.out)
+
+
+def _dominant(
+    rows: _Rows, out: _Outcome, task: _Task, ctx: _Context, totals: _Totals, until: float
+) -> _Outcome:
+    """Return ``out``, or an answer no worse than greedy's on placements and on cost.
+
+    Greedy is the floor on both counts. An answer with more placements but a higher
+    cost is replaced by greedy's improved under a cost cap (greedy's own cost).
+    """
+    greedy = task.greedy
+    count, cost = sum(greedy), task.greedy_cost
+    if out.count >= count and out.cost <= cost:
+        return out
+    if not task.capped and (out.count, -out.cost) >= (count, -cost):
+        return out
+    left = until - time.perf_counter()
+    if task.capped and out.count > count and left > len(rows.vars) / MIP_RATE:
+        capped = _mip(rows, greedy, left, totals, cost_cap=cost)
+        if capped.count >= count and capped.cost <= cost:
+            greedy = capped.values
+    elif task.capped and out.count > count and left > 0.5:
+        values = _improve(
+            rows,
+            greedy,
+            ctx.learner_of,
+            until,
+            lambda vs: totals.report("placements", sum(vs), out.count_bound),
+            out.count_bound,
+            cost_cap=cost,
+        )
+        if sum(values) >= count and _cost(rows, values) <= cost:
+            greedy = values
+    log.info("part kept within greedy's cost: %d placed, cost %d", sum(greedy), _cost(rows, greedy))
+    # A cost bound proved at a higher count says nothing about a lower one.
+    at = out.cost_bound if sum(greedy) >= out.count else 0
+    return _Outcome(
+        greedy, sum(greedy), out.count_bound, _cost(rows, greedy), min(at, _cost(rows, greedy))
     )
 
 
@@ -496,27 +862,46 @@ def _run_mip(
     engine: str = "SCIP",
 ) -> tuple[list[bool] | None, float]:
     """Solve; return the values found (or None) and the proved bound."""
+    if seconds < 0.1:
+        # No time left: do not start (a solver told "50 ms" may take seconds to stop).
+        return None, math.inf if solver.Objective().maximization() else -math.inf
+    if engine == "HIGHS":
+        # HiGHS overran its limit by 10-15% on the loaded machine; ask for less.
+        seconds *= 0.8
     solver.SetTimeLimit(max(50, int(seconds * 1000)))
     if hint is not None:
         solver.SetHint(x, [float(h) for h in hint])
     solver.SetSolverSpecificParametersAsString(_EXACT[engine])
     status = solver.Solve()
-    bound = solver.Objective().BestBound()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return None, bound
-    return [xi.solution_value() > 0.5 for xi in x], bound
+        # Stopped before any answer: what BestBound says then is no proof (HiGHS gave 0
+        # for a maximisation, which "proved" greedy optimal on a loaded machine).
+        return None, math.inf if solver.Objective().maximization() else -math.inf
+    return [xi.solution_value() > 0.5 for xi in x], solver.Objective().BestBound()
 
 
 def _mip(
-    rows: _Rows, hint: list[bool], budget: float, totals: _Totals, lazy_cost: bool = False
+    rows: _Rows,
+    hint: list[bool],
+    budget: float,
+    totals: _Totals,
+    lazy_cost: bool = False,
+    cost_cap: int | None = None,
 ) -> _Outcome:
     """Solve a batch with SCIP, placements first, then preference cost.
 
     With ``lazy_cost`` the cost phase runs only when the hint's count cannot be beaten,
     which is what a neighbourhood search wants: more places first, cheaper ones after.
+    With ``cost_cap`` only answers costing at most that are allowed (the hint must be
+    one), so the count bound is then for those answers only.
     """
     t0 = time.perf_counter()
     solver, x, _ = _linear(rows, "SCIP", integer=True)
+    if cost_cap is not None:
+        cap = solver.Constraint(-solver.infinity(), cost_cap)
+        for xi, v in zip(x, rows.vars, strict=True):
+            if v.cost:
+                cap.SetCoefficient(xi, v.cost)
     _objective(solver, x, [1] * len(x), maximize=True)
     values, bound = _run_mip(solver, x, hint, budget * 0.6 - (time.perf_counter() - t0))
     if values is None or sum(values) < sum(hint):
@@ -540,57 +925,6 @@ def _mip(
     cost_lb = min(max(cost_lb, 0), cost)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, count_bound, cost, cost_lb)
-
-
-def _fixed_rest(rows: _Rows, keep: list[bool]) -> tuple[list[int], _Rows]:
-    """Return the variables left free once ``keep`` are placed, and their model."""
-    dead: set[int] = set()
-    for members in rows.amo:
-        if any(keep[i] for i in members):
-            dead.update(i for i in members if not keep[i])
-    left_rows: list[tuple[list[tuple[int, int]], int]] = []
-    for members, coefs, rhs in rows.le:
-        left = rhs - sum(c for i, c in zip(members, coefs, strict=True) if keep[i])
-        free = [(i, c) for i, c in zip(members, coefs, strict=True) if not keep[i]]
-        dead.update(i for i, c in free if c > left)
-        left_rows.append((free, left))
-    alive = [i for i in range(len(rows.vars)) if not keep[i] and i not in dead]
-    pos = {i: k for k, i in enumerate(alive)}
-    rest = _Rows([rows.vars[i] for i in alive], [], [])
-    for members in rows.amo:
-        m = [pos[i] for i in members if i in pos]
-        if len(m) > 1:
-            rest.amo.append(m)
-    for free, left in left_rows:
-        pairs = [(pos[i], c) for i, c in free if i in pos]
-        if pairs and sum(c for _, c in pairs) > left:
-            rest.le.append(([i for i, _ in pairs], [c for _, c in pairs], left))
-    return alive, rest
-
-
-def _round_down(rows: _Rows, lp: list[float]) -> list[bool]:
-    """Return the placements the LP makes (nearly) whole, trimmed to keep every row."""
-    keep = [v > 0.99 for v in lp]
-    for members in rows.amo:
-        on = [i for i in members if keep[i]]
-        for i in on[1:]:
-            keep[i] = False
-    for members, coefs, rhs in rows.le:
-        used = sum(c for i, c in zip(members, coefs, strict=True) if keep[i])
-        for i, c in zip(members, coefs, strict=True):
-            if used <= rhs:
-                break
-            if keep[i]:
-                keep[i] = False
-                used -= c
-    return keep
-
-
-def _merge(keep: list[bool], alive: list[int], got: Sequence[bool]) -> list[bool]:
-    merged = list(keep)
-    for i, val in zip(alive, got, strict=True):
-        merged[i] = val
-    return merged
 
 
 def _fits_fixed(ctx: _Context, learner: int, session: int) -> bool:
@@ -636,8 +970,8 @@ class _Class:
         return chosen, self.solver.Objective().Value(), self.solver.Objective().BestBound()
 
 
-def _classes(ctx: _Context, rows: _Rows) -> list[_Class] | None:
-    """Return the learners of ``rows`` in classes, each with its cap, or None if too many."""
+def _classes(ctx: _Context, rows: _Rows, most: int = PERSONAL_CLASSES) -> list[_Class] | None:
+    """Return the learners of ``rows`` in classes, each with its cap; None if over ``most``."""
     p = ctx.problem
     by_course: dict[str, list[int]] = {}
     for si, s in enumerate(p.sessions):
@@ -662,8 +996,8 @@ def _classes(ctx: _Context, rows: _Rows) -> list[_Class] | None:
         )
         key = (ctx.caps[li], tuple(sorted(ctx.fixed_units[li].items())), options)
         keyed.setdefault(key, []).append(li)
-    if len(keyed) > PERSONAL_CLASSES:
-        return None
+        if len(keyed) > most:
+            return None
     out: list[_Class] = []
     for (_, _, options), members in keyed.items():
         one = _Rows([_Var(j, si, 0) for j, ss in enumerate(options) for si in ss], [], [])
@@ -979,11 +1313,13 @@ def _improve(
     report: Callable[[list[bool]], None],
     count_bound: int,
     alone: Sequence[int] = (),
+    cost_cap: int | None = None,
 ) -> list[bool]:
     """Re-solve neighbourhoods of learners exactly, everyone else held, until ``until``.
 
     The learners in ``alone`` are re-solved one at a time first (placements, then
-    preference cost), in that order; then random neighbourhoods.
+    preference cost), in that order; then random neighbourhoods. With ``cost_cap``,
+    a change is kept only if the total preference cost stays within it.
     """
     values = list(values)
     n_amo = len(rows.amo)
@@ -1002,6 +1338,7 @@ def _improve(
     sessions = sorted(by_session)
     quiet = _Totals(0, 0, 0, 0, time.perf_counter(), None)
     rounds = better = 0
+    total = _cost(rows, values)
     queue = list(reversed(alone))
     while time.perf_counter() < until - 1:
         learners: set[int] = set()
@@ -1037,7 +1374,11 @@ def _improve(
             budget = min(3.0, until - time.perf_counter())
             after = _mip(sub, before, budget, quiet, lazy_cost=not polish).values
         rounds += 1
+        change = _cost(sub, after) - _cost(sub, before)
+        if cost_cap is not None and total + change > cost_cap:
+            continue
         if (sum(after), -_cost(sub, after)) > (sum(before), -_cost(sub, before)):
+            total += change
             better += 1
             for i, old, new in zip(group, before, after, strict=True):
                 if old != new:
@@ -1052,18 +1393,26 @@ def _improve(
 def _large(
     rows: _Rows, hint: list[bool], budget: float, totals: _Totals, ctx: _Context
 ) -> _Outcome:
-    """Solve a big batch from learners' whole patterns, then improve by neighbourhoods.
+    """Improve a big batch from greedy's answer (or learners' whole patterns).
 
-    The start is the column generation's (``_columns``); with too many classes for
-    it, the transport relaxation trimmed back within every learner's own rows and
-    filled (exactly by MIP when small, first come first served otherwise). Then course
-    sweeps, the learners who pay most re-solved one at a time, and neighbourhood
-    search until the time is up. The bound is the lower of the transport's size with
-    each learner capped at their class's maximum and the column generation's
+    When learners fall into few classes (at most ``MOST_CLASSES``, ``CLASS_SIZE`` each on
+    average), the start is the column generation's (``_columns``) if it beats greedy's;
+    otherwise greedy's answer. Then course sweeps, the learners who pay most re-solved
+    one at a time, and neighbourhood search until the time is up, each stage only when
+    it fits. The bound is the lower of the transport's size (each learner capped at
+    their class's maximum when there are classes) and the column generation's
     Lagrangian bound; the cost bound is the transport's cheapest flow of our count.
     """
     t0 = time.perf_counter()
-    classes = _classes(ctx, rows)
+    stage = len(rows.vars) / STAGE_RATE
+    if t0 + stage > t0 + budget:
+        return _Outcome(
+            list(hint), sum(hint), len({v.request for v in rows.vars}), _cost(rows, hint), 0
+        )
+    # Patterns pay only when classes gather many learners (stress: 161 for 6,000); with
+    # a class per learner their models took the whole budget (benchmarks/RESULTS.md).
+    learners = len({ctx.learner_of[v.request] for v in rows.vars})
+    classes = _classes(ctx, rows, min(PERSONAL_CLASSES, learners // CLASS_SIZE, MOST_CLASSES))
     personal = None
     if classes is not None:
         personal = {li: c.cap for c in classes for li in c.members}
@@ -1073,11 +1422,10 @@ def _large(
     chosen = transport[0]
     count_bound = sum(chosen)
     totals.report("placements", totals.placed + sum(hint), totals.placed_bound + count_bound)
+    values = list(hint)
     if classes is not None:
         values, priced = _columns(ctx, rows, classes, t0 + budget * 0.4)
         count_bound = min(count_bound, math.floor(priced + 1e-6))
-    else:
-        values = _trimmed(rows, chosen, t0 + budget * 0.5)
     if (sum(values), -_cost(rows, values)) < (sum(hint), -_cost(rows, hint)):
         values = list(hint)
 
@@ -1087,10 +1435,13 @@ def _large(
 
     count, cost = sum(values), _cost(rows, values)
     log.info("start: %d placed (at most %d), cost %d", count, count_bound, cost)
-    if count < count_bound or cost > cost_floor(count):
-        values = _polish(rows, values, ctx, totals, count_bound, t0 + budget * 0.45, t0 + budget)
+    until = t0 + budget
+    if (count < count_bound or cost > 0) and time.perf_counter() + 2 * stage < until:
+        # Leave a stage for the cost bound at the end.
+        sweep_until = time.perf_counter() + (until - stage - time.perf_counter()) * 0.45
+        values = _polish(rows, values, ctx, totals, count_bound, sweep_until, until - stage)
         count, cost = sum(values), _cost(rows, values)
-    cost_lb = min(cost_floor(count), cost)
+    cost_lb = min(cost_floor(count), cost) if time.perf_counter() + stage < until else 0
     totals.report("placements", totals.placed + count, totals.placed_bound + count_bound)
     totals.report("preferences", totals.cost + cost, totals.cost_bound + cost_lb)
     return _Outcome(values, count, max(count, count_bound), cost, cost_lb)
@@ -1111,8 +1462,12 @@ def _polish(
     a learner whose better date needs another course moved too is re-solved alone next,
     those who pay most first; random neighbourhoods take the time left.
     """
+    stage = len(rows.vars) / STAGE_RATE
     course_of = [ctx.problem.sessions[v.session].course for v in rows.vars]
-    values = _sweep(rows, values, course_of, sweep_until)
+    if time.perf_counter() + stage < sweep_until:
+        values = _sweep(rows, values, course_of, sweep_until)
+    if time.perf_counter() + stage > until:
+        return values
     paid: dict[int, int] = {}
     for v, on in zip(rows.vars, values, strict=True):
         if on and v.cost:
@@ -1129,24 +1484,6 @@ def _polish(
         count_bound,
         alone=sorted(paid, key=lambda li: -paid[li]),
     )
-
-
-def _trimmed(rows: _Rows, chosen: list[bool], until: float) -> list[bool]:
-    """Return the transport trimmed back within every learner's own rows, then filled."""
-    keep = _round_down(rows, [float(c) for c in chosen])
-    alive, rest = _fixed_rest(rows, keep)
-    if len(alive) > BATCH_VARIABLES:
-        # Too big a rest to finish as one MIP: fill it first come, first served and
-        # leave the time to the neighbourhood search.
-        return _fill(rows, keep)
-    # The greedy answer may clash with what was kept, so the rest starts empty.
-    sub = _mip(
-        rest,
-        [False] * len(alive),
-        until - time.perf_counter(),
-        _Totals(0, 0, 0, 0, time.perf_counter(), None),
-    )
-    return _merge(keep, alive, sub.values)
 
 
 # --- Groups joined by sessions open to all ---------------------------------------------
@@ -1334,19 +1671,28 @@ def _linked(
         lp.Objective().Value(),
         time.perf_counter() - t0,
     )
+    # Three MIPs per group share the workers' time: each gets its own slice from when
+    # it starts, so jobs late in the queue are not left with nothing (they then proved
+    # nothing and the whole answer fell back to greedy's on a loaded machine).
+    slice_ = max(0.1, (until - time.perf_counter()) * max(1, workers) / (3 * len(groups)))
+
+    def due() -> float:
+        return min(until, time.perf_counter() + slice_)
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # The answer: each group at its best within its share of the linking rows.
         answers = [
-            pool.submit(_weighted, _restrict(rows, idx, linking, quota), until)
+            pool.submit(lambda sub: _weighted(sub, due()), _restrict(rows, idx, linking, quota))
             for idx, quota in zip(groups, quotas, strict=True)
-        ]
-        bounds = [
-            pool.submit(_group_bound, rows, idx, linking, worth, price, until) for idx in groups
         ]
         count_price = {k: p / weight for k, p in price.items()}
         ones = [1.0] * len(rows.vars)
         counts = [
-            pool.submit(_group_bound, rows, idx, linking, ones, count_price, until)
+            pool.submit(lambda idx: _group_bound(rows, idx, linking, ones, count_price, due()), idx)
+            for idx in groups
+        ]
+        bounds = [
+            pool.submit(lambda idx: _group_bound(rows, idx, linking, worth, price, due()), idx)
             for idx in groups
         ]
         values = [False] * len(rows.vars)

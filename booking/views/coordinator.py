@@ -24,6 +24,7 @@ from wtforms import SelectChoice
 
 from .. import (
     accounts,
+    allocation,
     attendance,
     bookings,
     catalogue,
@@ -622,6 +623,8 @@ def nqsw(nqsw_id: int) -> ResponseReturnValue:
         form=ConfirmForm(),
         past=attendance.started_outcomes([c.booking for c in plan.courses if c.booking], now=now),
         cancelled=bookings.cancelled_by_programme(found),
+        wanted=allocation.wanted_workshops(found),
+        avoided=allocation.avoided_sessions(found),
     )
 
 
@@ -636,6 +639,31 @@ def _refuse_if_started(booking: Booking) -> ResponseReturnValue | None:
         "info",
     )
     return redirect(url_for("coordinator.nqsw", nqsw_id=booking.nqsw_id))
+
+
+@bp.post("/nqsws/<int:nqsw_id>/workshops/<int:course_id>/want", defaults={"choice": "want"})
+@bp.post("/nqsws/<int:nqsw_id>/workshops/<int:course_id>/unwant", defaults={"choice": "unwant"})
+def want_workshop(nqsw_id: int, course_id: int, choice: str) -> ResponseReturnValue:
+    found = db.get_or_404(NQSW, nqsw_id)
+    course = db.get_or_404(Course, course_id)
+    if ConfirmForm().validate_on_submit():
+        wanted = choice == "want"
+        allocation.set_workshop_wanted(found, course, wanted, by=current_user)
+        flash(
+            f"{found.name} {'will' if wanted else 'will not'} be placed on {course.title}"
+            " when places are allocated.",
+            "success",
+        )
+    return redirect(url_for("coordinator.nqsw", nqsw_id=found.id, _anchor=f"course-{course.code}"))
+
+
+@bp.post("/nqsws/<int:nqsw_id>/avoided/clear")
+def clear_avoided(nqsw_id: int) -> ResponseReturnValue:
+    found = db.get_or_404(NQSW, nqsw_id)
+    if ConfirmForm().validate_on_submit():
+        allocation.clear_avoided(found, by=current_user)
+        flash(f"Allocation may now offer {found.name} any date again.", "success")
+    return redirect(url_for("coordinator.nqsw", nqsw_id=found.id))
 
 
 @bp.route("/nqsws/<int:nqsw_id>/edit", methods=["GET", "POST"])

@@ -7,11 +7,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from wtforms import SelectChoice
 
-from .. import attendance
+from .. import allocation, attendance
 from .. import bookings as service
 from ..extensions import db
 from ..forms import ConfirmForm, MoveForm
-from ..models import NQSW, Booking, Role, Session, WaitlistEntry
+from ..models import NQSW, Booking, Course, Role, Session, WaitlistEntry
 from . import form_status, require_role
 
 bp = Blueprint("my", __name__, url_prefix="/my")
@@ -51,6 +51,7 @@ def training() -> ResponseReturnValue:
         form=ConfirmForm(),
         past=attendance.started_outcomes([c.booking for c in plan.courses if c.booking], now=now),
         cancelled=service.cancelled_by_programme(nqsw),
+        wanted=allocation.wanted_workshops(nqsw),
     )
 
 
@@ -64,6 +65,23 @@ def _refuse_if_started(booking: Booking) -> ResponseReturnValue | None:
         "info",
     )
     return redirect(url_for("my.training"))
+
+
+@bp.post("/courses/<int:course_id>/want", defaults={"choice": "want"})
+@bp.post("/courses/<int:course_id>/unwant", defaults={"choice": "unwant"})
+@require_role(Role.NQSW)
+def want(course_id: int, choice: str) -> ResponseReturnValue:
+    course = db.get_or_404(Course, course_id)
+    if ConfirmForm().validate_on_submit():
+        wanted = choice == "want"
+        allocation.set_workshop_wanted(_me(), course, wanted, by=current_user)
+        flash(
+            f"You have asked for a place on {course.title}."
+            if wanted
+            else f"You will not be given a place on {course.title}.",
+            "success",
+        )
+    return redirect(url_for("my.training", _anchor=f"course-{course.code}"))
 
 
 @bp.post("/sessions/<int:session_id>/book")

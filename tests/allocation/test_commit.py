@@ -266,14 +266,24 @@ def test_progress_is_written_to_the_proposal_row(scene):
     writer = _ProgressWriter(db.engine, proposal.id, None)
     db.session.commit()  # the writer has its own connection; on SQLite it needs the lock
 
-    writer(Progress("placements", 2.0, 2.0, 0.3))
-    writer(Progress("placements", 1.0, 2.0, 0.4))  # within the interval: not written
+    figures = {"greedy_placed": 1, "greedy_cost": 3, "time_limit": 1.0}
+    writer(Progress("placements", 2.0, 2.0, 0.3, 2, 2, 1, 1, **figures))
+    writer(Progress("placements", 1.0, 2.0, 0.4, 1, 2, 0, 0, **figures))  # too soon: kept
 
     db.session.refresh(proposal)
     assert (proposal.progress_phase, proposal.progress_objective) == ("placements", 2.0)
     progress = run_progress(proposal)
     assert (progress.status, progress.placed, progress.placed_bound) == ("running", 2, 2)
-    assert "Best so far places 2 of 2 course places" in progress.message
+    assert (progress.preference_cost, progress.cost_bound) == (1, 1)
+    assert (progress.greedy_placed, progress.greedy_cost) == (1, 3)
+    assert progress.details == (
+        "2 course places filled: 1 place more than first come, first served (1);"
+        " no allocation can place more.",
+        "Preference cost 1 (one point for each step down someone's list of dates):"
+        " 2 lower than first come, first served (3), and no allocation with as many"
+        " places does better.",
+    )
+    assert 0 <= progress.seconds_left <= 1
 
 
 def test_a_run_not_heard_from_is_reported_failed(scene):

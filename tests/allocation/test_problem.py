@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from booking.allocation import build_problem
+from booking.allocation import build_problem, set_workshop_wanted
 from booking.bookings import book_place, join_waitlist
 from booking.extensions import db
 from booking.models import CourseLength, utcnow
@@ -41,10 +41,17 @@ def test_problem_holds_needs_fixed_places_and_asye_year(scene, make_nqsw, make_c
     assert second["end"] == b.asye_end.isoformat()
     assert second["fte"] == 0.5
     assert second["employer"] == f"e{b.employer_id}"
-    assert _learner(build_problem(s.programme, include_optional=True)[0], b)["needs"] == [
-        "MCA",
-        workshop.code,
-    ]
+    # Include optional workshops: only for those who asked (b has not).
+    assert "wants" not in _learner(build_problem(s.programme, include_optional=True)[0], b)
+    set_workshop_wanted(b, workshop, True, by=None)
+    with_workshop = build_problem(s.programme, include_optional=True)[0]
+    assert _learner(with_workshop, b)["needs"] == ["MCA"]
+    assert _learner(with_workshop, b)["wants"] == [workshop.code]
+    assert "wants" not in _learner(with_workshop, a)
+    assert {"id": "WS", "title": "Reflective writing", "days": 1.0, "optional": True} in (
+        with_workshop["courses"]
+    )
+    assert "wants" not in _learner(build_problem(s.programme)[0], b)
     assert data["rules"] == {
         "protected_days_per_week": 0.5,
         "window_weeks": 4,
@@ -92,7 +99,7 @@ def test_past_and_cancelled_sessions_are_not_offered(scene, make_session):
     assert f"s{s.late.id}" not in ids
 
 
-def test_a_place_already_attended_removes_the_need(scene, make_session):
+def test_a_place_already_attended_is_fixed_for_protected_time(scene, make_session):
     s = scene(people=1)
     nqsw = s.nqsws[0]
     past = make_session(s.course, day=FUTURE + timedelta(days=7))
@@ -100,8 +107,12 @@ def test_a_place_already_attended_removes_the_need(scene, make_session):
 
     data, _ = build_problem(s.programme, now=past.ends_at + timedelta(hours=1))
 
+    # Nothing left to place, but the day still counts in any window reaching back to it;
+    # the run session takes nobody new (its capacity is the places already held).
     assert _learner(data, nqsw)["needs"] == []
-    assert _learner(data, nqsw)["fixed"] == {}
+    assert _learner(data, nqsw)["fixed"] == {"MCA": f"s{past.id}"}
+    (session,) = [x for x in data["sessions"] if x["id"] == f"s{past.id}"]
+    assert session["capacity"] == 1
 
 
 def test_allow_moves_turns_places_into_first_preferences(scene):
@@ -143,7 +154,8 @@ def test_fingerprint_changes_when_bookings_change(scene):
 
 def test_fingerprint_depends_on_the_options(scene, make_course):
     s = scene(people=1)
-    make_course(code="WS", optional=True, length=CourseLength.HALF_DAY)
+    workshop = make_course(code="WS", optional=True, length=CourseLength.HALF_DAY)
+    set_workshop_wanted(s.nqsws[0], workshop, True, by=None)
     assert build_problem(s.programme)[1] != build_problem(s.programme, include_optional=True)[1]
 
 

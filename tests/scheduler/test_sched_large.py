@@ -346,3 +346,43 @@ def test_learner_re_solved_alone_moves_two_courses_at_once(build: Any) -> None:
     )
     assert _chosen(problem, ctx, rows, values) == {"y:c-jan", "y:d-mar"}
     assert violations(problem, _assignments(problem, ctx, rows, values)) == []
+
+
+class _Unsolved:
+    """A pywraplp solver stand-in that stops before any answer, as on a loaded machine."""
+
+    def __init__(self, maximize: bool) -> None:
+        self.maximize = maximize
+
+    def SetTimeLimit(self, ms: int) -> None:
+        pass
+
+    def SetHint(self, x: Any, values: Any) -> None:
+        pass
+
+    def SetSolverSpecificParametersAsString(self, text: str) -> bool:
+        return True
+
+    def Solve(self) -> int:
+        return solver.pywraplp.Solver.NOT_SOLVED
+
+    def Objective(self) -> Any:
+        outer = self
+
+        class _Objective:
+            def maximization(self) -> bool:
+                return outer.maximize
+
+            def BestBound(self) -> float:
+                return 0.0
+
+        return _Objective()
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_an_unsolved_model_proves_nothing(maximize: bool) -> None:
+    # A group MIP stopped before its root once reported a bound of 0 for a
+    # maximisation, which made greedy's answer look proved optimal.
+    values, bound = solver._run_mip(_Unsolved(maximize), [], None, 5.0, "HIGHS")  # type: ignore[arg-type]
+    assert values is None
+    assert bound == (math.inf if maximize else -math.inf)

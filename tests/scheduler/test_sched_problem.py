@@ -74,6 +74,35 @@ def test_session_day_is_london_date() -> None:
     assert problem.sessions[0].day == date(2027, 1, 12)
 
 
+def test_files_without_the_new_fields_mean_what_they_did() -> None:
+    # optional, wants and avoid were added to version 1: absent, nothing changes.
+    problem = load_problem(EXAMPLE)
+    assert not any(c.optional for c in problem.courses)
+    learner = problem.learners[0]
+    assert (learner.wants, learner.avoid) == ((), frozenset())
+    assert [(r.course, r.sessions) for r in problem.requests] == [("mca", (0,))]
+
+
+def test_avoided_sessions_and_wanted_workshops(build: Any) -> None:
+    data = build.instance(
+        {"mca": 1.0, "scr": 0.5},
+        [
+            build.session("mca-1", "mca"),
+            build.session("mca-2", "mca", day="2027-02-02"),
+            build.session("scr-1", "scr", day="2027-03-02"),
+        ],
+        [
+            build.learner("n1", ["mca"], wants=["scr"], avoid=["mca-1"]),
+            build.learner("n2", ["mca"]),
+        ],
+    )
+    data["courses"][1]["optional"] = True
+    problem = load_problem(data)
+    asked = [(problem.learners[r.learner].id, r.course, r.sessions) for r in problem.requests]
+    # n1 never gets mca-1; n2 asked for no workshop, so scr is not a request of theirs.
+    assert asked == [("n1", "mca", (1,)), ("n1", "scr", (2,)), ("n2", "mca", (0, 1))]
+
+
 def test_rules_default_when_missing() -> None:
     data = copy.deepcopy(EXAMPLE)
     del data["rules"]
@@ -138,6 +167,23 @@ def _broken(change: str) -> dict[str, Any]:
         data["learners"] = {}
     elif change == "groups":
         learner["groups"] = [""]
+    elif change == "optional-kind":
+        data["courses"][1]["optional"] = "yes"
+    elif change == "optional-in-needs":
+        data["courses"][1]["optional"] = True
+        learner["needs"] = ["mca", "care"]
+    elif change == "wants-core":
+        learner["wants"] = ["care"]
+    elif change == "wants-twice":
+        data["courses"][1]["optional"] = True
+        learner["wants"] = ["care", "care"]
+    elif change == "avoid-unknown":
+        learner["avoid"] = ["mca-9"]
+    elif change == "avoid-twice":
+        learner["avoid"] = ["care-1", "care-1"]
+    elif change == "avoid-fixed":
+        learner["fixed"] = {"mca": "mca-1"}
+        learner["avoid"] = ["mca-1"]
     return data
 
 
@@ -171,6 +217,13 @@ def _broken(change: str) -> dict[str, Any]:
         ("share", "rules.training_share", "between 0 and 1"),
         ("not-list", "learners", "expected a list"),
         ("groups", "learners[0].groups[0]", "non-empty string"),
+        ("optional-kind", "courses[1].optional", "true or false"),
+        ("optional-in-needs", "learners[0].needs[1]", "list it in wants"),
+        ("wants-core", "learners[0].wants[0]", "not optional"),
+        ("wants-twice", "learners[0].wants[1]", "listed twice"),
+        ("avoid-unknown", "learners[0].avoid[0]", 'unknown session "mca-9"'),
+        ("avoid-twice", "learners[0].avoid[1]", "listed twice"),
+        ("avoid-fixed", "learners[0].avoid[0]", "also a fixed place"),
     ],
 )
 def test_bad_input_names_path(change: str, path: str, message: str) -> None:

@@ -17,10 +17,13 @@ DAYS = ["2027-01-04", "2027-01-06", "2027-01-14", "2027-01-29", "2027-02-01", "2
 TIMES = [("09:30", "12:30"), ("13:30", "16:30"), ("09:30", "16:30"), ("11:00", "14:00")]
 
 
-def _random_instance(rng: random.Random, build: Any) -> dict[str, Any]:
+def _random_instance(rng: random.Random, build: Any, extras: bool = False) -> dict[str, Any]:
+    """Return three learners and a few dates; ``extras`` adds a workshop and avoid lists."""
     courses = {"a": 0.5, "b": 1.0, "c": 0.5}
+    if extras:
+        courses["w"] = 0.5
     sessions = []
-    for k in range(rng.randint(3, 5)):
+    for k in range(rng.randint(3, 5) + extras):
         course = rng.choice(list(courses))
         start, end = rng.choice(TIMES)
         sessions.append(
@@ -54,12 +57,36 @@ def _random_instance(rng: random.Random, build: Any) -> dict[str, Any]:
             own = [s["id"] for s in sessions if s["course"] == needs[0]]
             if own:
                 extra["fixed"] = {needs[0]: rng.choice(own)}
+        if extras:
+            needs = [c for c in needs if c != "w"]
+            if rng.random() < 0.5:
+                extra["wants"] = ["w"]
+            held = set(extra.get("fixed", {}).values())
+            spare = [s["id"] for s in sessions if s["id"] not in held]
+            if spare and rng.random() < 0.5:
+                extra["avoid"] = rng.sample(spare, rng.randint(1, min(2, len(spare))))
+            extra["preferences"] = {
+                c: listed
+                for c, listed in prefs.items()
+                if c in needs or c in extra.get("wants", [])
+            }
+            extra["fixed"] = {
+                c: sid
+                for c, sid in extra.get("fixed", {}).items()
+                if c in needs or c in extra.get("wants", [])
+            }
         learners.append(build.learner(f"n{i}", needs, **extra))
-    return build.instance(courses, sessions, learners)
+    data = build.instance(courses, sessions, learners)
+    if extras:
+        data["courses"][-1]["optional"] = True
+    return data
 
 
-def _brute_force(problem: Problem) -> tuple[int, int]:
-    """Return the lexicographic optimum (placements, -cost) by trying everything."""
+def _brute_force(problem: Problem, cost_cap: int | None = None) -> tuple[int, int]:
+    """Return the lexicographic optimum (placements, -cost) by trying everything.
+
+    With ``cost_cap``, only allocations costing at most that much count.
+    """
     fixed: list[Assignment] = []
     choices: list[list[Assignment | None]] = []
     for req in problem.requests:
@@ -79,6 +106,8 @@ def _brute_force(problem: Problem) -> tuple[int, int]:
         if violations(problem, chosen):
             continue
         cost = sum(learners[a.learner].preference_cost(a.course, a.session) for a in chosen)
+        if cost_cap is not None and cost > cost_cap:
+            continue
         best = max(best, (len(chosen), -cost))
     return best
 
@@ -103,6 +132,53 @@ def test_random_instance(seed: int, build: Any) -> None:
     assert not any(u.reason.startswith("unallocated") for u in result.unplaced_requests)
     # Greedy's bound is a real bound: never below what the solver proved reachable.
     assert base.bound_placed >= result.placed
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_avoid_and_wanted_workshops(seed: int, build: Any) -> None:
+    # Workshops go only to learners who want them, nobody lands on a date they avoid,
+    # and the answer never costs more or places fewer than first come, first served.
+    problem = load_problem(_random_instance(random.Random(900 + seed), build, extras=True))
+    result = solve(problem, time_limit=5)
+    base = greedy(problem)
+    assert violations(problem, result.assignments) == []
+    assert violations(problem, base.assignments) == []
+    learners = {lr.id: lr for lr in problem.learners}
+    for a in result.assignments + base.assignments:
+        learner = learners[a.learner]
+        assert a.session not in learner.avoid
+        if a.course == "w":
+            assert "w" in learner.wants
+    assert result.placed >= base.placed
+    assert result.preference_cost <= base.preference_cost
+    # The best no costlier than greedy is what the solver must reach; unconstrained
+    # bounds stay above it.
+    best = _brute_force(problem, cost_cap=base.preference_cost)
+    anything = _brute_force(problem)
+    assert (result.placed, -result.preference_cost) <= best
+    assert result.bound_placed >= anything[0]
+    if anything[1] >= -base.preference_cost:
+        assert (result.placed, -result.preference_cost) == anything == best
+        assert result.status == "optimal"
+    if result.status == "optimal":
+        assert (result.placed, -result.preference_cost) == anything
+    reasons = {(u.learner, u.course): u.reason for u in result.unplaced_requests}
+    for req in problem.requests:
+        key = (problem.learners[req.learner].id, req.course)
+        if key in reasons and req.available and not req.sessions:
+            assert reasons[key].startswith("avoid: ")
+
+
+def test_avoid_is_its_own_reason(build: Any) -> None:
+    problem = build.problem(
+        {"c": 0.5},
+        [build.session("c1", "c"), build.session("c2", "c", day="2027-02-02")],
+        [build.learner("a", ["c"], avoid=["c1", "c2"]), build.learner("b", ["c"], avoid=["c1"])],
+    )
+    result = solve(problem, time_limit=5)
+    assert [(a.learner, a.session) for a in result.assignments] == [("b", "c2")]
+    (unplaced,) = result.unplaced_requests
+    assert unplaced.reason.startswith("avoid: every remaining date (2)")
 
 
 @pytest.mark.parametrize("seed", range(8))
